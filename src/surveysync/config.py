@@ -1,0 +1,331 @@
+"""Settings: one TOML file plus ``SURVEYSYNC__SECTION__KEY`` environment overrides.
+
+Everything the program reads from its operator lives here, validated before any work starts.
+A bad value stops the program with a message naming the key, the value and what is allowed
+(``ConfigError``); nothing downstream re-validates. Secrets are ``SecretStr`` and may instead
+come from a file (``<key>_file``) so that they stay out of the TOML file and the environment.
+
+This module must never open a database, a socket or a log file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import zoneinfo
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "SURVEYSYNC__"
+DEFAULT_CONFIG_PATH = Path("surveysync.toml")
+CONFIG_PATH_ENV = "SURVEYSYNC_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+class Section(BaseModel):
+    """A TOML table: unknown keys are errors, so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret_file(path: Path | None) -> SecretStr | None:
+    if path is None:
+        return None
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {str(path)!r}: {exc.strerror}") from exc
+
+
+class StoreSettings(Section):
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = "store"
+    name: Annotated[str, Field(min_length=1)] = "Demo Cycles"
+    timezone: str = "Europe/Amsterdam"
+    default_locale: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "en"
+    # Known locations (POS id -> display name). Required before any location can be excluded,
+    # so that "every location excluded" can be caught here rather than by a silent night.
+    locations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            near = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise ValueError(
+                f"{value!r} is not an IANA time zone (for example Europe/Amsterdam){hint}"
+            ) from None
+        return value
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class Timestamps(StrEnum):
+    LOCAL = "local"
+    UTC = "utc"
+
+
+class Preset(StrEnum):
+    ASCEND = "ascend"
+    CUSTOM = "custom"
+
+
+class PosSettings(Section):
+    url: SecretStr = SecretStr("sqlite:///surveysync-demo/pos.sqlite")
+    url_file: Path | None = None
+    mapping: Preset = Preset.ASCEND
+    # Custom SQL: must yield the columns listed in surveysync.pos.REQUIRED_COLUMNS and filter
+    # its event time with the bound parameters :start (exclusive) and :end (inclusive).
+    query: str | None = None
+    timestamps: Timestamps = Timestamps.LOCAL
+    chunk_size: Annotated[int, Field(ge=100, le=100_000)] = 5_000
+
+    @model_validator(mode="after")
+    def _resolve(self) -> PosSettings:
+        from_file = _read_secret_file(self.url_file)
+        if from_file is not None:
+            object.__setattr__(self, "url", from_file)
+        if self.mapping is Preset.CUSTOM and not (self.query and self.query.strip()):
+            raise ValueError("mapping = 'custom' needs pos.query (SQL with :start and :end)")
+        if self.query and self.mapping is not Preset.CUSTOM:
+            raise ValueError("pos.query is only used with mapping = 'custom'")
+        if self.query and not (":start" in self.query and ":end" in self.query):
+            raise ValueError("pos.query must use both bound parameters :start and :end")
+        return self
+
+
+class LedgerSettings(Section):
+    url: SecretStr = SecretStr("sqlite:///surveysync-data/ledger.sqlite")
+    url_file: Path | None = None
+    # Key for the HMAC that names people in the ledger. When unset, a random key is made once
+    # and kept in the ledger, so that every store sharing the ledger shares it.
+    hash_secret: SecretStr | None = None
+    hash_secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _resolve(self) -> LedgerSettings:
+        for key in ("url", "hash_secret"):
+            from_file = _read_secret_file(getattr(self, f"{key}_file"))
+            if from_file is not None:
+                object.__setattr__(self, key, from_file)
+        return self
+
+
+class SaleKind(StrEnum):
+    SALE = "sale"
+    RETURN = "return"
+    VOID = "void"
+
+
+class RuleSettings(Section):
+    cooldown_months: Annotated[int, Field(ge=0, le=60)] = 3
+    max_sale_age_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    excluded_locations: list[str] = Field(default_factory=list)
+    excluded_kinds: list[SaleKind] = Field(default_factory=lambda: [SaleKind.RETURN, SaleKind.VOID])
+    minimum_total: Annotated[float, Field(ge=0)] | None = None
+    excluded_customers: list[str] = Field(default_factory=list)
+
+
+class InDoubtPolicy(StrEnum):
+    SKIP = "skip"
+    RESEND = "resend"
+
+
+class SyncSettings(Section):
+    lookback_days: Annotated[int, Field(ge=0, le=31)] = 3
+    # Where the very first run starts; default: the start of today in the store's time zone.
+    first_run_start: datetime | None = None
+    in_doubt: InDoubtPolicy = InDoubtPolicy.SKIP
+
+
+class ProviderKind(StrEnum):
+    OUTBOX = "outbox"
+
+
+class ProviderSettings(Section):
+    kind: ProviderKind = ProviderKind.OUTBOX
+    outbox_dir: Path = Path("outbox")
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+
+
+class EmailSettings(Section):
+    from_address: str = "feedback@demo-cycles.example"
+    from_name: str = "Demo Cycles"
+    reply_to: str | None = None
+    survey_base_url: Annotated[str, Field(pattern=r"^https://")] = "https://survey.example/s"
+    unsubscribe_base_url: Annotated[str, Field(pattern=r"^https://")] = "https://survey.example/u"
+    unsubscribe_mailto: str = "unsubscribe@demo-cycles.example"
+    # Signs the score and unsubscribe links; kept out of the TOML file in production.
+    link_secret: SecretStr = SecretStr("change-me-demo-link-secret")
+    link_secret_file: Path | None = None
+    link_valid_days: Annotated[int, Field(ge=1, le=365)] = 60
+
+    @model_validator(mode="after")
+    def _resolve(self) -> EmailSettings:
+        from_file = _read_secret_file(self.link_secret_file)
+        if from_file is not None:
+            object.__setattr__(self, "link_secret", from_file)
+        return self
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class LoggingSettings(Section):
+    level: LogLevel = LogLevel.INFO
+    dir: Path | None = None
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with ``load_settings``, never directly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+    _toml_path: ClassVar[Path | None] = None
+
+    store: StoreSettings = StoreSettings()
+    pos: PosSettings = PosSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    rules: RuleSettings = RuleSettings()
+    sync: SyncSettings = SyncSettings()
+    provider: ProviderSettings = ProviderSettings()
+    email: EmailSettings = EmailSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_path))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _locations_stay_active(self) -> Settings:
+        excluded = set(self.rules.excluded_locations)
+        if not excluded:
+            return self
+        known = set(self.store.locations)
+        if not known:
+            raise ValueError(
+                "rules.excluded_locations needs store.locations listing every location, "
+                "so that at least one can be checked to stay active"
+            )
+        if unknown := sorted(excluded - known):
+            raise ValueError(
+                f"rules.excluded_locations names {unknown}, which store.locations does not list "
+                f"(known: {sorted(known)})"
+            )
+        if excluded >= known:
+            raise ValueError(
+                f"rules.excluded_locations = {sorted(excluded)} excludes every location; "
+                "at least one must stay active"
+            )
+        return self
+
+
+def load_settings(path: Path | None = None, *, require_file: bool = False) -> Settings:
+    """Read ``path`` (or $SURVEYSYNC_CONFIG, or ./surveysync.toml if present) and the environment.
+
+    Raises ConfigError with one line per problem.
+    """
+    path = _config_path(path)
+    if path is not None and not path.is_file():
+        if require_file or path != DEFAULT_CONFIG_PATH:
+            raise ConfigError(f"config file {str(path)!r} does not exist (run `surveysync init`)")
+        path = None
+    bound = type("BoundSettings", (Settings,), {"_toml_path": path})
+    try:
+        return bound()  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    except ValueError as exc:  # malformed TOML surfaces as tomllib.TOMLDecodeError
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _config_path(path: Path | None) -> Path | None:
+    if path is not None:
+        return path
+    if env := os.environ.get(CONFIG_PATH_ENV):
+        return Path(env)
+    return DEFAULT_CONFIG_PATH
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    origin = str(path) if path else "settings"
+    lines = [f"invalid configuration ({origin}):"]
+    for error in exc.errors():
+        lines.append("  " + _describe_one(error))
+    return "\n".join(lines)
+
+
+def _describe_one(error: Any) -> str:
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc) or "(top level)"
+    value = error.get("input")
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown setting{_allowed_keys_hint(loc)}"
+    shown = "" if isinstance(value, dict) else f" = {_redacted(key, value)!r}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{key}{shown}: {message}"
+
+
+def _allowed_keys_hint(loc: list[str]) -> str:
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    allowed = sorted(model.model_fields)
+    near = difflib.get_close_matches(loc[-1], allowed, n=1)
+    suggestion = f"; did you mean {near[0]!r}?" if near else ""
+    return f"{suggestion} (allowed: {', '.join(allowed)})"
+
+
+def _redacted(key: str, value: Any) -> Any:
+    secretish = ("secret", "password", "url", "key", "token")
+    if any(word in key.lower() for word in secretish):
+        return "<hidden>"
+    return value

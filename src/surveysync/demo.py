@@ -1,0 +1,376 @@
+"""A realistic demo store: an Ascend-like POS database in SQLite, filled with two months of sales.
+
+Several locations, a few thousand sales, customers whose names are Dutch, Spanish, Korean,
+Slovenian, Irish or carry an emoji, and enough odd cases that every skip reason shows up in
+one run. ``create_pos_schema`` and ``PosWriter`` are also what the tests build their POS
+databases with, so the demo and the tests exercise the same schema as the ``ascend`` preset.
+
+This module writes to a POS database it creates; it never touches an existing one.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    create_engine,
+    func,
+    insert,
+    select,
+)
+
+from surveysync.config import Settings
+from surveysync.ledger import Ledger
+from surveysync.ledger.schema import decisions
+
+pos_metadata = MetaData()
+locations_table = Table(
+    "locations",
+    pos_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False),
+)
+employees_table = Table(
+    "employees",
+    pos_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False),
+)
+customers_table = Table(
+    "customers",
+    pos_metadata,
+    Column("id", String(20), primary_key=True),
+    Column("first_name", String(600)),
+    Column("last_name", String(600)),
+    Column("email", String(320)),
+    Column("language", String(10)),
+    Column("include_in_communications", Boolean, nullable=False, default=True),
+    Column("unsubscribed", Boolean, nullable=False, default=False),
+)
+transactions_table = Table(
+    "transactions",
+    pos_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("customer_id", String(20), ForeignKey("customers.id")),
+    Column("location_id", Integer, ForeignKey("locations.id"), nullable=False),
+    Column("employee_id", Integer, ForeignKey("employees.id")),
+    Column("created_at", DateTime, nullable=False, index=True),
+    Column("finalized_at", DateTime, index=True),
+    Column("total", Numeric(10, 2), nullable=False),
+    Column("kind", String(10), nullable=False, default="sale"),
+)
+
+DEMO_TZ = ZoneInfo("Europe/Amsterdam")
+DEMO_DAYS = 60
+DEMO_LOCATIONS = {1: "Centrum", 2: "Noord", 3: "Werkplaats Oost", 4: "Magazijn"}
+DEMO_EXCLUDED_LOCATION = 4
+DEMO_EXCLUDED_CUSTOMER = "C0007"
+DEMO_EMPLOYEES = {1: "Anouk", 2: "Bram", 3: "Carmen", 4: "Dae-jung"}
+
+# (first, last, language, email local part): names are data, whatever they hold.
+_PEOPLE = [
+    ("Jan", "de Vries", "nl", "jan.devries"),
+    ("Anneke", "van 't Hoff", "nl", "anneke.vanthoff"),
+    ("Jürgen", "Müller", "nl", "juergen.mueller"),
+    ("Siobhán", "O'Brien", "en", "siobhan.obrien"),
+    ("José", "Núñez", "es", "jose.nunez"),
+    ("María", "García-López", "es", "maria.garcia"),
+    ("민준", "김", "ko", "minjun.kim"),
+    ("서연", "이", "ko", "seoyeon.lee"),
+    ("Žiga", "Novak", "sl", "ziga.novak"),
+    ("Špela", "Kovačič", "sl", "spela.kovacic"),
+    ("Sam", "Fietser 🚲", "en", "sam.fietser"),
+    ("Emma", "Smith", "en", "emma.smith"),
+    ("Daan", "Bakker", "nl", "daan.bakker"),
+    ("Lotte", "Jansen", "nl", "lotte.jansen"),
+    ("Lucía", "Fernández", "es", "lucia.fernandez"),
+    ("Noah", "O'Connor", "en", "noah.oconnor"),
+]
+_INVALID_EMAILS = [
+    "jan@@example.com",
+    "geen-apenstaartje.example.nl",
+    "a b@example.com",
+    "name@",
+    "@example.org",
+    "dots..twice@example.com",
+]
+
+
+def create_pos_schema(engine: Engine) -> None:
+    pos_metadata.create_all(engine)
+
+
+@dataclass
+class PosWriter:
+    """Writes POS rows; tests use it to build exactly the data a case needs."""
+
+    engine: Engine
+    _next_id: int = 1
+    _rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def location(self, location_id: int, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(locations_table).values(id=location_id, name=name))
+
+    def employee(self, employee_id: int, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(employees_table).values(id=employee_id, name=name))
+
+    def customer(
+        self,
+        customer_id: str,
+        first_name: str | None,
+        last_name: str | None,
+        email: str | None,
+        *,
+        language: str | None = "en",
+        include: bool = True,
+        unsubscribed: bool = False,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(customers_table).values(
+                    id=customer_id,
+                    first_name=first_name,
+                    last_name=last_name,
+                    email=email,
+                    language=language,
+                    include_in_communications=include,
+                    unsubscribed=unsubscribed,
+                )
+            )
+
+    def sale(
+        self,
+        customer_id: str | None,
+        at: datetime,
+        *,
+        location_id: int = 1,
+        finalized: bool = True,
+        total: str = "100.00",
+        kind: str = "sale",
+        employee_id: int | None = 1,
+        finalized_at: datetime | None = None,
+    ) -> int:
+        """Queue one transaction (``flush`` writes them); returns its id."""
+        transaction_id = self._next_id
+        self._next_id += 1
+        self._rows.append(
+            {
+                "id": transaction_id,
+                "customer_id": customer_id,
+                "location_id": location_id,
+                "employee_id": employee_id,
+                "created_at": at,
+                "finalized_at": (finalized_at or at) if finalized else None,
+                "total": Decimal(total),
+                "kind": kind,
+            }
+        )
+        return transaction_id
+
+    def flush(self) -> None:
+        if self._rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(transactions_table), self._rows)
+            self._rows.clear()
+
+
+def new_pos(path: Path) -> PosWriter:
+    """A fresh, empty POS database file with the Ascend-like schema."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    engine = create_engine(f"sqlite:///{path}")
+    create_pos_schema(engine)
+    return PosWriter(engine)
+
+
+def build_demo_pos(
+    path: Path, *, today: date, days: int = 60, sales: int = 3_000, seed: int = 7
+) -> int:
+    """Fill a new demo POS at ``path``; returns the number of transactions written."""
+    rng = random.Random(seed)
+    writer = new_pos(path)
+    for location_id, name in DEMO_LOCATIONS.items():
+        writer.location(location_id, name)
+    for employee_id, name in DEMO_EMPLOYEES.items():
+        writer.employee(employee_id, name)
+    customers = _demo_customers(writer, rng, count=max(50, sales // 4))
+    for index in range(sales):
+        _demo_sale(writer, rng, customers, today, days, index)
+    writer.flush()
+    writer.engine.dispose()
+    return sales
+
+
+def _demo_customers(writer: PosWriter, rng: random.Random, count: int) -> list[str]:
+    ids: list[str] = []
+    for number in range(1, count + 1):
+        customer_id = f"C{number:04d}"
+        first, last, language, local = _PEOPLE[number % len(_PEOPLE)]
+        email: str | None = f"{local}{number}@example.com"
+        roll = rng.random()
+        if roll < 0.04:
+            email = None
+        elif roll < 0.07:
+            email = rng.choice(_INVALID_EMAILS)
+        writer.customer(
+            customer_id,
+            first if rng.random() > 0.03 else None,
+            last,
+            email,
+            language=language,
+            include=rng.random() > 0.06,
+            unsubscribed=rng.random() < 0.04,
+        )
+        ids.append(customer_id)
+    return ids
+
+
+def _demo_sale(
+    writer: PosWriter, rng: random.Random, customers: list[str], today: date, days: int, index: int
+) -> None:
+    day = today - timedelta(days=rng.randrange(0, days))
+    at = datetime.combine(day, datetime.min.time()) + timedelta(
+        hours=rng.randint(9, 17), minutes=rng.randint(0, 59), seconds=rng.randint(0, 59)
+    )
+    if day == today:  # today's sales happened before the demo runs
+        at = datetime.combine(day, datetime.min.time()) + timedelta(hours=9, minutes=index % 60)
+    customer: str | None = (
+        rng.choice(customers[: max(10, len(customers) // 3)])
+        if rng.random() < 0.35
+        else rng.choice(customers)
+    )
+    if rng.random() < 0.08:
+        customer = None  # walk-in
+    location = rng.choices(list(DEMO_LOCATIONS), weights=[50, 30, 17, 3])[0]
+    kind = rng.choices(["sale", "return", "void"], weights=[95, 4, 1])[0]
+    total = "0.00" if rng.random() < 0.02 else f"{rng.uniform(5, 2500):.2f}"
+    finalized = not (day >= today - timedelta(days=5) and rng.random() < 0.1)
+    writer.sale(
+        customer,
+        at,
+        location_id=location,
+        finalized=finalized,
+        total=total,
+        kind=kind,
+        employee_id=rng.choice(list(DEMO_EMPLOYEES)),
+    )
+    if customer and rng.random() < 0.02:  # the same customer at a second location that day
+        writer.sale(
+            customer,
+            at + timedelta(hours=1, minutes=13),
+            location_id=1 if location != 1 else 2,
+            total=f"{rng.uniform(5, 80):.2f}",
+        )
+
+
+def demo_config_toml(directory: Path, outbox: Path, first_run_start: datetime) -> str:
+    """The configuration the demo runs with, written beside its databases for later commands."""
+    locations = ", ".join(f'"{k}" = "{v}"' for k, v in DEMO_LOCATIONS.items())
+    return f"""# Written by `surveysync demo`: the demo store's configuration.
+[store]
+id = "demo"
+name = "Demo Cycles"
+timezone = "Europe/Amsterdam"
+default_locale = "en"
+locations = {{ {locations} }}
+
+[pos]
+url = "sqlite:///{(directory / "pos.sqlite").as_posix()}"
+mapping = "ascend"
+timestamps = "local"
+
+[ledger]
+url = "sqlite:///{(directory / "ledger.sqlite").as_posix()}"
+
+[rules]
+excluded_locations = ["{DEMO_EXCLUDED_LOCATION}"]
+excluded_customers = ["{DEMO_EXCLUDED_CUSTOMER}"]
+minimum_total = 1.0
+
+[sync]
+first_run_start = {first_run_start.replace(microsecond=0).isoformat()}
+
+[provider]
+kind = "outbox"
+outbox_dir = "{outbox.as_posix()}"
+"""
+
+
+def suppress_examples(settings: Settings, now: datetime) -> None:
+    """Two admin suppressions, as a store would make them: one recent transaction (a warranty
+    repair, say) and one customer who asked the shop in person never to be surveyed."""
+    engine = create_engine(settings.pos.url.get_secret_value())
+    t, c = transactions_table.c, customers_table.c
+    eligible = (
+        select(t.id)
+        .join(customers_table, c.id == t.customer_id)
+        .where(
+            t.finalized_at.is_not(None),
+            t.kind == "sale",
+            t.location_id == 1,
+            c.email.like("%@example.com"),
+            c.include_in_communications.is_(True),
+            c.unsubscribed.is_(False),
+            t.total > 5,
+        )
+        .order_by(t.finalized_at.desc())
+    )
+    with engine.connect() as conn:
+        transaction_id, other = conn.scalars(eligible.limit(2)).all()
+        customer = conn.scalar(select(t.customer_id).where(t.id == other))
+    engine.dispose()
+    ledger = Ledger.open(settings.ledger.url.get_secret_value(), settings.store.id)
+    try:
+        ledger.add_suppression(
+            "transaction",
+            ledger.keys.transaction(str(transaction_id)),
+            f"transaction {transaction_id}",
+            "admin",
+            "warranty repair",
+            now,
+        )
+        ledger.add_suppression(
+            "customer",
+            ledger.keys.customer(str(customer)),
+            f"customer {customer}",
+            "admin",
+            "asked in the shop",
+            now,
+        )
+    finally:
+        ledger.close()
+
+
+def interesting_customer(settings: Settings) -> str:
+    """A customer with a request and a later sale in cooldown: the best `explain` example."""
+    ledger = Ledger.open(settings.ledger.url.get_secret_value(), settings.store.id)
+    try:
+        query = (
+            select(decisions.c.customer_id)
+            .where(decisions.c.reason == "cooldown", decisions.c.customer_id.is_not(None))
+            .group_by(decisions.c.customer_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        )
+        with ledger.transaction() as conn:
+            return str(conn.scalar(query) or "C0001")
+    finally:
+        ledger.close()

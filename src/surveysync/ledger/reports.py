@@ -1,0 +1,342 @@
+"""Answers for people: ``status`` (how are the nights going?) and ``explain`` (why did this
+customer get, or not get, a survey?). Read-only queries over the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from surveysync.ledger.schema import cooldowns, coverage, decisions, requests, runs, suppressions
+from surveysync.ledger.store import UNSETTLED, Ledger
+from surveysync.rules import next_eligible_at
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: str
+    kind: str
+    status: str
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None
+    window_start: datetime | None
+    window_end: datetime | None
+    counts: dict[str, int]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnsettledRow:
+    request_id: str
+    status: str
+    email_masked: str
+    transaction_id: str
+    created_at: datetime
+
+
+@dataclass
+class Status:
+    store: str
+    runs: list[RunRow]
+    last_success: RunRow | None
+    covered_until: datetime | None
+    covered_days: list[date]
+    missed_days: list[date]
+    reasons: Counter[str]
+    requests_by_status: Counter[str]
+    unsettled: list[UnsettledRow] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "store": self.store,
+            "last_success": _run_dict(self.last_success) if self.last_success else None,
+            "covered_until": _iso(self.covered_until),
+            "covered_days": [d.isoformat() for d in self.covered_days],
+            "missed_days": [d.isoformat() for d in self.missed_days],
+            "decisions_by_reason": dict(self.reasons),
+            "requests_by_status": dict(self.requests_by_status),
+            "unsettled": [
+                {
+                    "request_id": u.request_id,
+                    "status": u.status,
+                    "email": u.email_masked,
+                    "transaction_id": u.transaction_id,
+                    "created_at": _iso(u.created_at),
+                }
+                for u in self.unsettled
+            ],
+            "runs": [_run_dict(r) for r in self.runs],
+        }
+
+
+def status(ledger: Ledger, now: datetime, tz: ZoneInfo, days: int = 14) -> Status:
+    since = now.astimezone(tz).date() - timedelta(days=days - 1)
+    recent = _recent_runs(ledger, 10)
+    covered = _covered_days(ledger, since)
+    return Status(
+        store=ledger.store,
+        runs=recent,
+        last_success=_last_success(ledger),
+        covered_until=ledger.covered_end(),
+        covered_days=covered,
+        missed_days=_missed(covered, since, now.astimezone(tz).date(), ledger),
+        reasons=_reason_counts(ledger),
+        requests_by_status=_request_counts(ledger),
+        unsettled=_unsettled(ledger),
+    )
+
+
+def _recent_runs(ledger: Ledger, limit: int) -> list[RunRow]:
+    query = (
+        select(runs)
+        .where(runs.c.store == ledger.store, runs.c.dry_run.is_(False))
+        .order_by(runs.c.started_at.desc())
+        .limit(limit)
+    )
+    with ledger.transaction() as conn:
+        return [_run_row(row) for row in conn.execute(query).mappings()]
+
+
+def _last_success(ledger: Ledger) -> RunRow | None:
+    query = (
+        select(runs)
+        .where(
+            runs.c.store == ledger.store, runs.c.status == "succeeded", runs.c.dry_run.is_(False)
+        )
+        .order_by(runs.c.started_at.desc())
+        .limit(1)
+    )
+    with ledger.transaction() as conn:
+        row = conn.execute(query).mappings().first()
+    return _run_row(row) if row else None
+
+
+def _covered_days(ledger: Ledger, since: date) -> list[date]:
+    query = (
+        select(coverage.c.day)
+        .where(coverage.c.store == ledger.store, coverage.c.day >= since)
+        .order_by(coverage.c.day)
+    )
+    with ledger.transaction() as conn:
+        return list(conn.scalars(query))
+
+
+def _missed(covered: list[date], since: date, today: date, ledger: Ledger) -> list[date]:
+    """Days before today, after the store's first covered day, that no run has covered."""
+    with ledger.transaction() as conn:
+        first = conn.scalar(
+            select(func.min(coverage.c.day)).where(coverage.c.store == ledger.store)
+        )
+    if first is None:
+        return []
+    start = max(first, since)
+    seen = set(covered)
+    return [
+        start + timedelta(days=n)
+        for n in range((today - start).days)
+        if start + timedelta(days=n) not in seen
+    ]
+
+
+def _reason_counts(ledger: Ledger) -> Counter[str]:
+    query = (
+        select(decisions.c.reason, func.count())
+        .where(decisions.c.store == ledger.store)
+        .group_by(decisions.c.reason)
+    )
+    with ledger.transaction() as conn:
+        return Counter({(reason or "requested"): count for reason, count in conn.execute(query)})
+
+
+def _request_counts(ledger: Ledger) -> Counter[str]:
+    query = (
+        select(requests.c.status, func.count())
+        .where(requests.c.store == ledger.store)
+        .group_by(requests.c.status)
+    )
+    with ledger.transaction() as conn:
+        return Counter({status: count for status, count in conn.execute(query)})
+
+
+def _unsettled(ledger: Ledger, limit: int = 50) -> list[UnsettledRow]:
+    query = (
+        select(
+            requests.c.id,
+            requests.c.status,
+            requests.c.email_masked,
+            requests.c.transaction_id,
+            requests.c.created_at,
+        )
+        .where(requests.c.store == ledger.store, requests.c.status.in_(UNSETTLED))
+        .order_by(requests.c.created_at)
+        .limit(limit)
+    )
+    with ledger.transaction() as conn:
+        return [UnsettledRow(*row) for row in conn.execute(query)]
+
+
+# --- explain ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    transaction_id: str
+    sale_at: datetime
+    location_id: str | None
+    customer_id: str | None
+    reason: str | None  # None: a survey request was made
+    request_status: str | None
+    next_eligible: datetime | None  # None: now, or never when unsubscribed
+    unsubscribed: bool
+
+    @property
+    def decision(self) -> str:
+        return "request" if self.reason is None else "skip"
+
+
+@dataclass
+class ExplainResult:
+    subject: str
+    rows: list[Explanation]
+    covered_until: datetime | None
+    suppressed: list[str]
+
+
+def explain(
+    ledger: Ledger,
+    *,
+    email: str | None = None,
+    customer_id: str | None = None,
+    transaction_id: str | None = None,
+    cooldown_months: int,
+    tz: ZoneInfo,
+    now: datetime,
+) -> ExplainResult:
+    """Every recorded decision for one person (by email or customer id) or one transaction."""
+    condition, subject, person_keys = _subject(ledger, email, customer_id, transaction_id)
+    with ledger.transaction() as conn:
+        found = (
+            conn.execute(
+                select(decisions, requests.c.status.label("request_status"))
+                .outerjoin(requests, requests.c.id == decisions.c.request_id)
+                .where(decisions.c.store == ledger.store, condition)
+                .order_by(decisions.c.sale_at)
+            )
+            .mappings()
+            .all()
+        )
+    person_keys |= {k for row in found for k in _row_keys(ledger, row)}
+    suppressed = _suppression_sources(ledger, person_keys)
+    next_at = _next_eligible(ledger, person_keys, cooldown_months, tz, now)
+    rows = [
+        Explanation(
+            row["transaction_id"],
+            row["sale_at"],
+            row["location_id"],
+            row["customer_id"],
+            row["reason"],
+            row["request_status"],
+            next_at,
+            bool(suppressed),
+        )
+        for row in found
+    ]
+    return ExplainResult(subject, rows, ledger.covered_end(), suppressed)
+
+
+def _subject(
+    ledger: Ledger, email: str | None, customer_id: str | None, transaction_id: str | None
+) -> tuple[Any, str, set[str]]:
+    if email is not None:
+        key = ledger.keys.email(email)
+        return decisions.c.person_key == key, "that email address", {key}
+    if customer_id is not None:
+        return (
+            decisions.c.customer_id == customer_id,
+            f"customer {customer_id}",
+            {ledger.keys.customer(customer_id)},
+        )
+    assert transaction_id is not None
+    return decisions.c.transaction_id == transaction_id, f"transaction {transaction_id}", set()
+
+
+def _row_keys(ledger: Ledger, row: Any) -> set[str]:
+    keys = {row["person_key"]} if row["person_key"] else set()
+    if row["customer_id"]:
+        keys.add(ledger.keys.customer(row["customer_id"]))
+    return keys
+
+
+def _suppression_sources(ledger: Ledger, keys: set[str]) -> list[str]:
+    if not keys:
+        return []
+    with ledger.transaction() as conn:
+        found = conn.execute(
+            select(suppressions.c.kind, suppressions.c.source, suppressions.c.display).where(
+                suppressions.c.key.in_(sorted(keys))
+            )
+        ).all()
+    return [f"{display} (by {source})" for _kind, source, display in found]
+
+
+def _next_eligible(
+    ledger: Ledger, keys: set[str], months: int, tz: ZoneInfo, now: datetime
+) -> datetime | None:
+    if not keys:
+        return None
+    with ledger.transaction() as conn:
+        last = conn.scalar(
+            select(func.max(cooldowns.c.last_request_at)).where(
+                cooldowns.c.person_key.in_(sorted(keys))
+            )
+        )
+    if last is None:
+        return None
+    eligible = next_eligible_at(last, months, tz)
+    return eligible if eligible > now else None
+
+
+def suppressions_list(ledger: Ledger) -> list[dict[str, Any]]:
+    with ledger.transaction() as conn:
+        rows = conn.execute(select(suppressions).order_by(suppressions.c.created_at)).mappings()
+        return [dict(row) for row in rows]
+
+
+def _run_row(row: Any) -> RunRow:
+    return RunRow(
+        row["id"],
+        row["kind"],
+        row["status"],
+        row["dry_run"],
+        row["started_at"],
+        row["finished_at"],
+        row["window_start"],
+        row["window_end"],
+        json.loads(row["counts"] or "{}"),
+        row["error"],
+    )
+
+
+def _run_dict(run: RunRow) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "status": run.status,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "window_start": _iso(run.window_start),
+        "window_end": _iso(run.window_end),
+        "counts": run.counts,
+        "error": run.error,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

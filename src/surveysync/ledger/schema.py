@@ -1,0 +1,157 @@
+"""The ledger's tables. Alembic migrations (``migrations/versions``) create exactly these;
+a test compares the two so that they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored as naive UTC so SQLite sorts them."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the ledger stores aware datetimes only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+
+
+install = Table(
+    "install",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("store", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("window_start", UtcDateTime),
+    Column("window_end", UtcDateTime),
+    Column("counts", Text),
+    Column("error", Text),
+    Column("pid", Integer),
+    Column("host", String(255)),
+    Index(None, "store", "started_at"),
+)
+
+coverage = Table(
+    "coverage",
+    metadata,
+    Column("store", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("covered_until", UtcDateTime, nullable=False),  # by any run, backfill included
+    Column("sync_until", UtcDateTime),  # by sync runs only: the bookmark the next sync uses
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("store", String(64), nullable=False),
+    Column("transaction_id", String(128), nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False),
+    Column("sale_at", UtcDateTime, nullable=False),
+    Column("customer_id", String(128)),
+    Column("person_key", String(80)),
+    Column("location_id", String(128)),
+    Column("reason", String(32)),  # NULL: a survey request was made (request_id)
+    Column("request_id", String(32)),
+    UniqueConstraint("store", "transaction_id"),
+    Index(None, "person_key"),
+    Index(None, "store", "customer_id"),
+    Index(None, "run_id"),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("store", String(64), nullable=False),
+    Column("transaction_id", String(128), nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("person_key", String(80), nullable=False),
+    Column("customer_id", String(128)),
+    Column("status", String(16), nullable=False),
+    Column("email", Text),  # plaintext only while the request is unsettled
+    Column("email_masked", String(255), nullable=False),
+    Column("payload", Text),  # render data (names, locale, location); cleared on settle too
+    Column("provider", String(32)),
+    Column("provider_message_id", String(255)),
+    Column("error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sending_at", UtcDateTime),
+    Column("settled_at", UtcDateTime),
+    Index(None, "store", "status"),
+    Index(None, "person_key"),
+)
+
+cooldowns = Table(
+    "cooldowns",
+    metadata,
+    # "e:<hmac of normalized email>" or "c:<store>:<customer id>"
+    Column("person_key", String(200), primary_key=True),
+    Column("last_request_at", UtcDateTime, nullable=False),
+    Column("request_id", String(32), nullable=False),
+    # What the row held before the current claim, so a claim can be given back exactly.
+    Column("prev_request_at", UtcDateTime),
+    Column("prev_request_id", String(32)),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # email | customer | transaction
+    Column("key", String(200), nullable=False),
+    Column("display", String(255), nullable=False),  # masked, for `suppress list`
+    Column("source", String(16), nullable=False),  # admin | provider
+    Column("reason", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("kind", "key"),
+)

@@ -1,0 +1,30 @@
+"""Email providers behind one interface (``Provider`` in ``base``); ``create`` picks one."""
+
+from surveysync.config import ProviderKind, ProviderSettings
+from surveysync.providers.base import (
+    OutgoingEmail,
+    Provider,
+    ProviderError,
+    ProviderInDoubt,
+    ProviderUnavailable,
+    SendResult,
+)
+from surveysync.providers.outbox import OutboxProvider
+
+
+def create(settings: ProviderSettings) -> Provider:
+    if settings.kind is ProviderKind.OUTBOX:
+        return OutboxProvider(settings.outbox_dir, settings.batch_size)
+    raise ProviderError(f"provider.kind {settings.kind!r} is not available")
+
+
+__all__ = [
+    "OutboxProvider",
+    "OutgoingEmail",
+    "Provider",
+    "ProviderError",
+    "ProviderInDoubt",
+    "ProviderUnavailable",
+    "SendResult",
+    "create",
+]

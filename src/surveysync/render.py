@@ -1,0 +1,136 @@
+"""The survey email: subject, plain text and HTML, score links, unsubscribe headers.
+
+Customer data only ever reaches a message as template variables (autoescaped in HTML) or
+as header values cleaned of control characters; nothing a POS record holds can add a header
+or change the MIME structure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from functools import cached_property
+from typing import Any
+
+from itsdangerous import URLSafeTimedSerializer
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from surveysync.config import EmailSettings, StoreSettings
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_MAX_NAME = 100
+LINK_SALT = "surveysync-link"
+# Long structured headers (List-Unsubscribe) must stay plain ASCII on one line: folding them
+# at 78 columns makes the library encode them as RFC 2047 words, which mail clients ignore.
+MESSAGE_POLICY = policy.SMTP.clone(max_line_length=998)
+
+
+class RenderError(ValueError):
+    """This request cannot be turned into an email (for example an unusable address)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreLink:
+    score: int
+    url: str
+
+
+def clean_text(value: Any, limit: int = _MAX_NAME) -> str:
+    """One line of inert text: control characters become spaces, length is bounded."""
+    if value is None:
+        return ""
+    return _CONTROL.sub(" ", str(value)).strip()[:limit]
+
+
+class Renderer:
+    def __init__(self, store: StoreSettings, email: EmailSettings) -> None:
+        self._store = store
+        self._email = email
+        self._env = Environment(
+            loader=PackageLoader("surveysync", "templates"),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            keep_trailing_newline=False,
+        )
+        self._signer = URLSafeTimedSerializer(email.link_secret.get_secret_value(), salt=LINK_SALT)
+
+    @cached_property
+    def locales(self) -> frozenset[str]:
+        names = self._env.list_templates(filter_func=lambda n: n.endswith("subject.txt"))
+        return frozenset(name.split("/")[0] for name in names)
+
+    def locale_for(self, language: str | None) -> str:
+        for candidate in (language, self._store.default_locale, "en"):
+            if candidate and candidate in self.locales:
+                return candidate
+        raise RenderError("no template locale available")
+
+    def message(
+        self, request_id: str, email: str, payload: dict[str, Any], now: datetime
+    ) -> EmailMessage:
+        context = self._context(request_id, payload)
+        locale = self.locale_for(payload.get("language"))
+        message = EmailMessage(policy=MESSAGE_POLICY)
+        self._headers(message, request_id, email, payload, context, locale, now)
+        message.set_content(self._render(locale, "body.txt", context), cte="quoted-printable")
+        message.add_alternative(
+            self._render(locale, "body.html", context), subtype="html", cte="quoted-printable"
+        )
+        return message
+
+    def _context(self, request_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        token = self._signer.dumps(request_id)
+        base = self._email.survey_base_url.rstrip("/")
+        return {
+            "first_name": clean_text(payload.get("first_name")),
+            "store_name": clean_text(self._store.name),
+            "location_name": clean_text(payload.get("location_name")),
+            "score_links": [ScoreLink(n, f"{base}/{token}?score={n}") for n in range(11)],
+            "unsubscribe_url": f"{self._email.unsubscribe_base_url.rstrip('/')}/{token}",
+        }
+
+    def _render(self, locale: str, name: str, context: dict[str, Any]) -> str:
+        return self._env.get_template(f"{locale}/{name}").render(context)
+
+    def _headers(
+        self,
+        message: EmailMessage,
+        request_id: str,
+        email: str,
+        payload: dict[str, Any],
+        context: dict[str, Any],
+        locale: str,
+        now: datetime,
+    ) -> None:
+        sender = _address(self._email.from_name, self._email.from_address)
+        message["From"] = sender
+        message["To"] = _address(_full_name(payload), email)
+        if self._email.reply_to:
+            message["Reply-To"] = self._email.reply_to
+        message["Subject"] = clean_text(self._render(locale, "subject.txt", context), 200)
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = make_msgid(idstring=request_id, domain=sender.domain or None)
+        message["List-Unsubscribe"] = (
+            f"<{context['unsubscribe_url']}>, "
+            f"<mailto:{self._email.unsubscribe_mailto}?subject=unsubscribe-{request_id}>"
+        )
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message["Content-Language"] = locale
+        message["X-Surveysync-Request"] = request_id
+
+
+def _full_name(payload: dict[str, Any]) -> str:
+    parts = (clean_text(payload.get("first_name")), clean_text(payload.get("last_name")))
+    return " ".join(p for p in parts if p)
+
+
+def _address(display_name: str, addr_spec: str) -> Address:
+    try:
+        return Address(display_name=clean_text(display_name), addr_spec=addr_spec)
+    except (ValueError, IndexError) as exc:
+        raise RenderError(f"unusable address: {exc}") from None

@@ -1,0 +1,259 @@
+"""Eligibility: may this customer be asked about this sale?
+
+Pure functions over plain values: a ``Sale``, what the ledger knows about the person
+(``PersonHistory``), the rule settings and the run's ``now``. Nothing here reads a clock,
+a database, a file or the network; the run passes everything in. That keeps every rule
+testable on its own and makes ``explain`` give the same answer the nightly run gave.
+
+Rules are evaluated in the order of ``SkipReason`` below; the first that fails is the
+recorded reason. Facts about the sale come first, facts about the person next, and the
+one-request-per-person-per-run choice last, because it compares sales that passed
+everything else (otherwise a return could "win" and leave the real sale unasked).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from dateutil.relativedelta import relativedelta
+from email_validator import EmailNotValidError, validate_email
+
+from surveysync.config import RuleSettings, SaleKind
+
+
+class SkipReason(StrEnum):
+    """Stable reason codes, in evaluation order. Documented in README.md; never rename one."""
+
+    NOT_FINALIZED = "not_finalized"
+    WALK_IN = "walk_in"
+    LOCATION_EXCLUDED = "location_excluded"
+    KIND_EXCLUDED = "kind_excluded"
+    BELOW_MINIMUM_TOTAL = "below_minimum_total"
+    CUSTOMER_EXCLUDED = "customer_excluded"
+    TRANSACTION_EXCLUDED = "transaction_excluded"
+    NO_EMAIL = "no_email"
+    INVALID_EMAIL = "invalid_email"
+    NOT_IN_COMMUNICATIONS = "not_in_communications"
+    TOO_OLD = "too_old"
+    UNSUBSCRIBED = "unsubscribed"
+    COOLDOWN = "cooldown"
+    DUPLICATE_IN_RUN = "duplicate_in_run"
+
+
+# What each code means, for `explain`, `status` and the README's table.
+REASON_TEXT: dict[SkipReason, str] = {
+    SkipReason.NOT_FINALIZED: "the sale is not finalized (closed) in the POS yet",
+    SkipReason.WALK_IN: "walk-in sale: no customer attached",
+    SkipReason.LOCATION_EXCLUDED: "the sale's location is excluded (rules.excluded_locations)",
+    SkipReason.KIND_EXCLUDED: "a return or void (rules.excluded_kinds)",
+    SkipReason.BELOW_MINIMUM_TOTAL: "the total is below rules.minimum_total",
+    SkipReason.CUSTOMER_EXCLUDED: "the customer is listed in rules.excluded_customers",
+    SkipReason.TRANSACTION_EXCLUDED: (
+        "this one transaction was excluded (suppress add --transaction)"
+    ),
+    SkipReason.NO_EMAIL: "the customer has no email address",
+    SkipReason.INVALID_EMAIL: "the customer's email address is not valid",
+    SkipReason.NOT_IN_COMMUNICATIONS: "'include in communications' is off on the customer",
+    SkipReason.TOO_OLD: "the sale is older than rules.max_sale_age_days",
+    SkipReason.UNSUBSCRIBED: "unsubscribed (POS flag, suppression list or provider list)",
+    SkipReason.COOLDOWN: "asked within the cooldown (rules.cooldown_months), answered or not",
+    SkipReason.DUPLICATE_IN_RUN: "another sale of the same person in this run was chosen",
+}
+
+# A sale skipped for one of these may be decided again when it is read again: the fact
+# that blocked it can still change (the sale gets finalized later). Every other decision
+# is final, which is what makes re-reading a window harmless.
+REVISABLE_REASONS = frozenset({SkipReason.NOT_FINALIZED})
+
+
+@dataclass(frozen=True, slots=True)
+class Sale:
+    """One POS transaction, as the mapping delivers it; times are aware, in the store's zone."""
+
+    transaction_id: str
+    sale_at: datetime
+    finalized_at: datetime | None
+    customer_id: str | None
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    language: str | None
+    include_in_communications: bool
+    unsubscribed: bool
+    location_id: str | None
+    location_name: str | None
+    employee_name: str | None
+    total: Decimal | None
+    kind: SaleKind
+
+
+@dataclass(frozen=True, slots=True)
+class PersonHistory:
+    """What the ledger knows about the person behind a sale."""
+
+    last_request_at: datetime | None = None
+    suppressed: bool = False
+    transaction_suppressed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    reason: SkipReason | None  # None means: send a survey request
+
+    @property
+    def send(self) -> bool:
+        return self.reason is None
+
+
+SEND = Decision(None)
+
+
+class InvalidEmail(ValueError):
+    """The address is not a syntactically valid email address."""
+
+
+@lru_cache(maxsize=65_536)
+def normalize_email(raw: str) -> str:
+    """The form people are matched by: validated syntax, NFC, lower case. No DNS lookups."""
+    text = unicodedata.normalize("NFC", raw.strip())
+    try:
+        valid = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidEmail(str(exc)) from None
+    return valid.normalized.lower()
+
+
+def next_eligible_at(last_request_at: datetime, cooldown_months: int, tz: ZoneInfo) -> datetime:
+    """Calendar months in the store's zone: asked on 30 Nov, askable again on 28 Feb."""
+    return last_request_at.astimezone(tz) + relativedelta(months=cooldown_months)
+
+
+def in_cooldown(
+    last_request_at: datetime | None, rules: RuleSettings, tz: ZoneInfo, now: datetime
+) -> bool:
+    if last_request_at is None:
+        return False
+    return now < next_eligible_at(last_request_at, rules.cooldown_months, tz)
+
+
+def check_sale(
+    sale: Sale, rules: RuleSettings, history: PersonHistory, now: datetime
+) -> SkipReason | None:
+    """The rules about the sale and its customer record; None when all pass."""
+    for reason in _sale_failures(sale, rules, history, now):
+        return reason
+    return None
+
+
+def _sale_failures(
+    sale: Sale, rules: RuleSettings, history: PersonHistory, now: datetime
+) -> Iterator[SkipReason]:
+    if sale.finalized_at is None:
+        yield SkipReason.NOT_FINALIZED
+    if not sale.customer_id:
+        yield SkipReason.WALK_IN
+    if sale.location_id in rules.excluded_locations:
+        yield SkipReason.LOCATION_EXCLUDED
+    if sale.kind in rules.excluded_kinds:
+        yield SkipReason.KIND_EXCLUDED
+    if _below_minimum(sale.total, rules.minimum_total):
+        yield SkipReason.BELOW_MINIMUM_TOTAL
+    if sale.customer_id in rules.excluded_customers:
+        yield SkipReason.CUSTOMER_EXCLUDED
+    if history.transaction_suppressed:
+        yield SkipReason.TRANSACTION_EXCLUDED
+    if not (sale.email and sale.email.strip()):
+        yield SkipReason.NO_EMAIL
+    elif not _is_valid_email(sale.email):
+        yield SkipReason.INVALID_EMAIL
+    if not sale.include_in_communications:
+        yield SkipReason.NOT_IN_COMMUNICATIONS
+    if sale.finalized_at is not None and _too_old(sale.finalized_at, rules, now):
+        yield SkipReason.TOO_OLD
+
+
+def check_person(
+    sale: Sale, history: PersonHistory, rules: RuleSettings, tz: ZoneInfo, now: datetime
+) -> SkipReason | None:
+    """The rules about the person: unsubscribed anywhere, or asked too recently."""
+    if sale.unsubscribed or history.suppressed:
+        return SkipReason.UNSUBSCRIBED
+    if in_cooldown(history.last_request_at, rules, tz, now):
+        return SkipReason.COOLDOWN
+    return None
+
+
+def decide(
+    sale: Sale, history: PersonHistory, rules: RuleSettings, tz: ZoneInfo, now: datetime
+) -> Decision:
+    """Every rule but ``duplicate_in_run``, which needs the whole day (see ``RunChoices``)."""
+    reason = check_sale(sale, rules, history, now) or check_person(sale, history, rules, tz, now)
+    return Decision(reason) if reason else SEND
+
+
+def _is_valid_email(raw: str) -> bool:
+    try:
+        normalize_email(raw)
+    except InvalidEmail:
+        return False
+    return True
+
+
+def _below_minimum(total: Decimal | None, minimum: float | None) -> bool:
+    return minimum is not None and total is not None and total < Decimal(str(minimum))
+
+
+def _too_old(finalized_at: datetime, rules: RuleSettings, now: datetime) -> bool:
+    return now - finalized_at > timedelta(days=rules.max_sale_age_days)
+
+
+@dataclass(slots=True)
+class _Choice:
+    sale: Sale
+    keys: tuple[str, ...]
+    superseded: bool = False
+
+
+@dataclass(slots=True)
+class RunChoices:
+    """One request per person per run: among a person's eligible sales, the most recent wins.
+
+    A person is anyone sharing a key (customer id or normalized-email hash) with another
+    sale. Sales arrive in time order, so a newer sale replaces the current choice.
+    """
+
+    _by_key: dict[str, _Choice] = field(default_factory=dict)
+    _chosen: list[_Choice] = field(default_factory=list)
+    _losers: list[Sale] = field(default_factory=list)
+
+    def offer(self, sale: Sale, keys: tuple[str, ...]) -> None:
+        choice = _Choice(sale, keys)
+        for rival in {id(c): c for c in self._rivals(keys)}.values():
+            loser, winner = (rival, choice) if _newer(sale, rival.sale) else (choice, rival)
+            loser.superseded = True
+            self._losers.append(loser.sale)
+            if winner is rival:
+                return
+        self._chosen.append(choice)
+        for key in keys:
+            self._by_key[key] = choice
+
+    def _rivals(self, keys: tuple[str, ...]) -> list[_Choice]:
+        return [c for k in keys if (c := self._by_key.get(k)) is not None and not c.superseded]
+
+    def chosen(self) -> list[tuple[Sale, tuple[str, ...]]]:
+        return [(c.sale, c.keys) for c in self._chosen if not c.superseded]
+
+    def losers(self) -> list[Sale]:
+        return list(self._losers)
+
+
+def _newer(a: Sale, b: Sale) -> bool:
+    return (a.sale_at, a.transaction_id) > (b.sale_at, b.transaction_id)

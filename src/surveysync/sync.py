@@ -1,0 +1,490 @@
+"""One run over a window: stream sales -> decide -> claim -> render -> send -> settle.
+
+The scheduler, ``sync``, ``backfill`` and ``demo`` all call ``run_sync``; the CLI only turns
+its result and its errors into output and exit codes.
+
+Order of proof, per business day: every sale's decision is written (skips in chunks, sends
+together with their claim), every request of the day is settled, and only then is the day
+marked covered. A failure leaves the day uncovered and the next run reads it again; the
+ledger makes that harmless.
+
+Error tree::
+
+    SyncError          the run failed; already covered days stay covered
+"""
+
+from __future__ import annotations
+
+import time as monotonic_clock
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import structlog
+
+from surveysync import providers as provider_registry
+from surveysync.config import Settings
+from surveysync.ledger import (
+    SENDING,
+    Candidate,
+    Claimable,
+    Ledger,
+    LedgerError,
+    Settlement,
+    SkipRow,
+    mask_email,
+    new_id,
+)
+from surveysync.pos import PosError, PosSource, RowProblem
+from surveysync.providers import OutgoingEmail, Provider, ProviderError, ProviderUnavailable
+from surveysync.render import Renderer, RenderError
+from surveysync.rules import (
+    PersonHistory,
+    RunChoices,
+    Sale,
+    SkipReason,
+    decide,
+    normalize_email,
+)
+from surveysync.windows import DaySlice, backfill_bounds, day_start, slice_days, sync_start
+
+log = structlog.get_logger("surveysync.sync")
+
+ProgressHook = Callable[[str, int], None]  # (event, amount): "day" with a total, "sales" read
+
+
+class SyncError(Exception):
+    """The run could not finish; the message says why and what is already safe."""
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    kind: str
+    dry_run: bool
+    window_start: datetime
+    window_end: datetime
+    days: list[date] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    status: str = "running"
+    error: str | None = None
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        return {r.value: self.counts[r.value] for r in SkipReason if self.counts[r.value]}
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """What to run: a scheduled/manual ``sync`` up to ``now``, or a ``backfill`` range."""
+
+    now: datetime
+    kind: str = "sync"
+    since: date | None = None
+    until: date | None = None
+    dry_run: bool = False
+
+
+def run_sync(
+    settings: Settings,
+    request: SyncRequest,
+    *,
+    provider: Provider | None = None,
+    progress: ProgressHook | None = None,
+) -> RunReport:
+    """Run once. Raises SyncError (with the report attached) if the run fails."""
+    ledger = _open_ledger(settings, request.dry_run)
+    try:
+        pos = _open_pos(settings)
+        chosen = provider or provider_registry.create(settings.provider)
+        try:
+            run = _Run(
+                settings,
+                request,
+                ledger,
+                pos,
+                _DryRunProvider() if request.dry_run else chosen,
+                progress or (lambda event, amount: None),
+            )
+            return run.execute()
+        finally:
+            pos.close()
+            if provider is None:
+                chosen.close()
+    finally:
+        ledger.close()
+
+
+def _open_ledger(settings: Settings, dry_run: bool) -> Ledger:
+    secret = settings.ledger.hash_secret
+    try:
+        return Ledger.open(
+            settings.ledger.url.get_secret_value(),
+            settings.store.id,
+            secret.get_secret_value() if secret else None,
+            dry_run=dry_run,
+        )
+    except LedgerError as exc:
+        raise SyncError(str(exc)) from exc
+
+
+def _open_pos(settings: Settings) -> PosSource:
+    try:
+        return PosSource(settings.pos, settings.store.tz)
+    except PosError as exc:
+        raise SyncError(str(exc)) from exc
+
+
+class _DryRunProvider:
+    """Stands in for the real provider in a dry run: accepts everything, sends nothing."""
+
+    name = "dry-run"
+    max_batch_size = 1_000
+    honours_idempotency_key = True
+
+    def send(self, batch: Sequence[OutgoingEmail]) -> list[provider_registry.SendResult]:
+        return [provider_registry.SendResult(e.request_id, "sent") for e in batch]
+
+    def check(self) -> str:
+        return "dry run: nothing is sent"
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class _Facts:
+    """Per chunk: what the ledger knows about the people in it, read in a few queries."""
+
+    emails: dict[str, str]  # transaction id -> normalized email
+    keys: dict[str, tuple[str, ...]]  # transaction id -> person keys (email key first)
+    cooldowns: dict[str, tuple[datetime, str]]
+    suppressed: set[str]
+    transactions_suppressed: set[str]
+
+
+class _Run:
+    def __init__(
+        self,
+        settings: Settings,
+        request: SyncRequest,
+        ledger: Ledger,
+        pos: PosSource,
+        provider: Provider,
+        progress: ProgressHook,
+    ) -> None:
+        self.settings = settings
+        self.request = request
+        self.ledger = ledger
+        self.pos = pos
+        self.provider = provider
+        self.progress = progress
+        self.tz = settings.store.tz
+        self.now = request.now.astimezone(self.tz)
+        self.renderer = Renderer(settings.store, settings.email)
+        start, end = self._window()
+        self.report = RunReport("", request.kind, request.dry_run, start, end)
+
+    def _window(self) -> tuple[datetime, datetime]:
+        if self.request.kind == "backfill" and self.request.since is not None:
+            return backfill_bounds(self.request.since, self.request.until, self.now, self.tz)
+        bookmark = self.ledger.covered_end(by_sync=True)
+        start = sync_start(bookmark, self._first_start(), self.settings.sync.lookback_days)
+        return start, self.now
+
+    def _first_start(self) -> datetime:
+        """sync.first_run_start (naive means store-local), else the start of today."""
+        first = self.settings.sync.first_run_start
+        if first is None:
+            return day_start(self.now.date(), self.tz)
+        return first.replace(tzinfo=self.tz) if first.tzinfo is None else first
+
+    # --- the run -------------------------------------------------------------------------
+
+    def execute(self) -> RunReport:
+        report = self.report
+        report.run_id = self.ledger.start_run(report.kind, self.now, dry_run=report.dry_run)
+        self.ledger.set_run_window(report.run_id, report.window_start, report.window_end)
+        structlog.contextvars.bind_contextvars(run_id=report.run_id, store=self.settings.store.id)
+        started = monotonic_clock.monotonic()
+        log.info(
+            "run.started",
+            kind=report.kind,
+            dry_run=report.dry_run,
+            window_start=report.window_start.isoformat(),
+            window_end=report.window_end.isoformat(),
+        )
+        try:
+            self._resume_unsettled()
+            days = slice_days(report.window_start, report.window_end, self.tz)
+            self.progress("days", len(days))
+            for day in days:
+                self._process_day(day)
+        except (PosError, ProviderError, LedgerError) as exc:
+            return self._fail(exc, started)
+        finally:
+            structlog.contextvars.unbind_contextvars("run_id", "store")
+        report.status = "succeeded"
+        self.ledger.finish_run(report.run_id, self.now, report.status, dict(report.counts))
+        log.info(
+            "run.finished",
+            run_id=report.run_id,
+            store=self.settings.store.id,
+            counts=dict(report.counts),
+            duration_s=round(monotonic_clock.monotonic() - started, 3),
+        )
+        return report
+
+    def _fail(self, exc: Exception, started: float) -> RunReport:
+        report = self.report
+        report.status, report.error = "failed", str(exc)
+        log.error(
+            "run.failed",
+            run_id=report.run_id,
+            store=self.settings.store.id,
+            error=str(exc),
+            error_type=type(exc).__name__,
+            counts=dict(report.counts),
+            duration_s=round(monotonic_clock.monotonic() - started, 3),
+        )
+        try:
+            self.ledger.finish_run(report.run_id, self.now, "failed", dict(report.counts), str(exc))
+        except LedgerError:
+            log.exception("run.not_recorded", run_id=report.run_id)
+        error = SyncError(f"run {report.run_id} failed: {exc}")
+        error.report = report  # type: ignore[attr-defined]
+        raise error from exc
+
+    # --- one business day ----------------------------------------------------------------
+
+    def _process_day(self, day: DaySlice) -> None:
+        choices = RunChoices()
+        pending: dict[str, tuple[Sale, _Facts]] = {}
+        for chunk in self.pos.sales(day.start, day.end):
+            self._decide_chunk(chunk, choices, pending)
+        losers = choices.losers()
+        self._record_skips(
+            [(s, pending[s.transaction_id][1], SkipReason.DUPLICATE_IN_RUN) for s in losers]
+        )
+        chosen = [pending[sale.transaction_id] for sale, _ in choices.chosen()]
+        for batch in _batches(chosen, self.provider.max_batch_size):
+            self._claim_and_send(batch)
+        self.ledger.mark_covered(
+            day.day, day.end, self.report.run_id, by_sync=self.request.kind != "backfill"
+        )
+        self.report.days.append(day.day)
+        self.progress("day", 1)
+        log.info("day.covered", day=day.day.isoformat(), until=day.end.isoformat())
+
+    def _decide_chunk(
+        self,
+        chunk: list[Sale | RowProblem],
+        choices: RunChoices,
+        pending: dict[str, tuple[Sale, _Facts]],
+    ) -> None:
+        sales = self._readable(chunk)
+        final = self.ledger.final_decisions([s.transaction_id for s in sales])
+        fresh = [s for s in sales if s.transaction_id not in final]
+        self.report.counts["already_decided"] += len(sales) - len(fresh)
+        facts = self._facts(fresh)
+        skips: list[tuple[Sale, _Facts, SkipReason]] = []
+        for sale in fresh:
+            decision = decide(
+                sale, self._history(sale, facts), self.settings.rules, self.tz, self.now
+            )
+            if decision.reason is not None:
+                skips.append((sale, facts, decision.reason))
+            else:
+                pending[sale.transaction_id] = (sale, facts)
+                choices.offer(sale, facts.keys[sale.transaction_id])
+        self._record_skips(skips)
+        self.progress("sales", len(chunk))
+
+    def _readable(self, chunk: list[Sale | RowProblem]) -> list[Sale]:
+        sales: list[Sale] = []
+        for item in chunk:
+            if isinstance(item, RowProblem):
+                self.report.counts["unreadable_rows"] += 1
+                log.warning(
+                    "pos.row_unreadable", transaction_id=item.transaction_id, problem=item.problem
+                )
+            else:
+                sales.append(item)
+        self.report.counts["sales_read"] += len(chunk)
+        return sales
+
+    def _facts(self, sales: Sequence[Sale]) -> _Facts:
+        emails: dict[str, str] = {}
+        keys: dict[str, tuple[str, ...]] = {}
+        for sale in sales:
+            email = _normalized(sale.email)
+            if email:
+                emails[sale.transaction_id] = email
+            keys[sale.transaction_id] = self._person_keys(sale, email)
+        all_keys = [k for ks in keys.values() for k in ks]
+        tx_keys = [self.ledger.keys.transaction(s.transaction_id) for s in sales]
+        return _Facts(
+            emails=emails,
+            keys=keys,
+            cooldowns=self.ledger.cooldown_rows(all_keys),
+            suppressed=(
+                self.ledger.suppressed("email", [k for k in all_keys if k.startswith("e:")])
+                | self.ledger.suppressed("customer", [k for k in all_keys if k.startswith("c:")])
+            ),
+            transactions_suppressed=self.ledger.suppressed("transaction", tx_keys),
+        )
+
+    def _person_keys(self, sale: Sale, email: str | None) -> tuple[str, ...]:
+        keys: list[str] = []
+        if email:
+            keys.append(self.ledger.keys.email(email))
+        if sale.customer_id:
+            keys.append(self.ledger.keys.customer(sale.customer_id))
+        return tuple(keys)
+
+    def _history(self, sale: Sale, facts: _Facts) -> PersonHistory:
+        keys = facts.keys[sale.transaction_id]
+        times = [facts.cooldowns[k][0] for k in keys if k in facts.cooldowns]
+        return PersonHistory(
+            last_request_at=max(times) if times else None,
+            suppressed=any(k in facts.suppressed for k in keys),
+            transaction_suppressed=(
+                self.ledger.keys.transaction(sale.transaction_id) in facts.transactions_suppressed
+            ),
+        )
+
+    def _record_skips(self, skips: Sequence[tuple[Sale, _Facts, SkipReason]]) -> None:
+        rows = [
+            SkipRow(
+                sale.transaction_id,
+                sale.sale_at,
+                sale.customer_id,
+                _email_key(facts.keys.get(sale.transaction_id, ())),
+                sale.location_id,
+                reason,
+            )
+            for sale, facts, reason in skips
+        ]
+        self.ledger.record_skips(self.report.run_id, rows, self.now)
+        self.report.counts.update(str(reason) for _, _, reason in skips)
+
+    # --- claim, render, send, settle -----------------------------------------------------
+
+    def _claim_and_send(self, batch: Sequence[tuple[Sale, _Facts]]) -> None:
+        candidates = [self._candidate(sale, facts) for sale, facts in batch]
+        won, lost = self.ledger.claim(self.report.run_id, candidates, self.now)
+        self.report.counts["cooldown"] += len(lost)
+        self._deliver([Claimable(c.request_id, c.email, c.payload) for c in won])
+
+    def _candidate(self, sale: Sale, facts: _Facts) -> Candidate:
+        keys = facts.keys[sale.transaction_id]
+        email = facts.emails[sale.transaction_id]
+        return Candidate(
+            request_id=new_id(),
+            transaction_id=sale.transaction_id,
+            sale_at=sale.sale_at,
+            customer_id=sale.customer_id,
+            location_id=sale.location_id,
+            person_key=keys[0],
+            keys=keys,
+            seen={k: facts.cooldowns[k][1] if k in facts.cooldowns else None for k in keys},
+            email=sale.email.strip() if sale.email else email,
+            email_masked=mask_email(email),
+            payload=_payload(sale),
+        )
+
+    def _deliver(self, claimables: Sequence[Claimable]) -> None:
+        for batch in _batches(list(claimables), self.provider.max_batch_size):
+            outgoing, unrenderable = self._render(batch)
+            self.ledger.settle(unrenderable, self.now)
+            self.report.counts["failed"] += len(unrenderable)
+            if outgoing:
+                self._send(outgoing)
+
+    def _render(self, batch: Sequence[Claimable]) -> tuple[list[OutgoingEmail], list[Settlement]]:
+        outgoing: list[OutgoingEmail] = []
+        failed: list[Settlement] = []
+        for item in batch:
+            try:
+                message = self.renderer.message(item.request_id, item.email, item.payload, self.now)
+            except RenderError as exc:
+                log.warning("request.unrenderable", request_id=item.request_id, error=str(exc))
+                failed.append(Settlement(item.request_id, "failed", error=str(exc)))
+                continue
+            outgoing.append(OutgoingEmail(item.request_id, item.request_id, message))
+        return outgoing, failed
+
+    def _send(self, outgoing: Sequence[OutgoingEmail]) -> None:
+        ids = [o.request_id for o in outgoing]
+        self.ledger.mark_sending(ids, self.now, self.provider.name)
+        try:
+            results = self.provider.send(outgoing)
+        except ProviderUnavailable:
+            # Nothing left the building: back to pending, sent by the next run.
+            self.ledger.settle(
+                [Settlement(rid, "pending", error="provider unavailable") for rid in ids], self.now
+            )
+            raise
+        settlements = [
+            Settlement(r.request_id, r.status, r.provider_message_id, r.error) for r in results
+        ]
+        self.ledger.settle(settlements, self.now)
+        for result in results:
+            self.report.counts[result.status] += 1
+            if result.status != "sent":
+                log.warning(
+                    "request.not_sent",
+                    request_id=result.request_id,
+                    status=result.status,
+                    error=result.error,
+                )
+
+    def _resume_unsettled(self) -> None:
+        """Finish what an earlier run left: pending requests, and in-flight ones after a crash."""
+        in_flight = self._all_unsent(SENDING)
+        if in_flight and not (
+            self.provider.honours_idempotency_key or self.settings.sync.in_doubt.value == "resend"
+        ):
+            self.ledger.mark_in_doubt([c.request_id for c in in_flight])
+            self.report.counts["in_doubt"] += len(in_flight)
+            log.warning("requests.in_doubt", count=len(in_flight), policy="skip")
+            in_flight = []
+        leftovers = [*in_flight, *self._all_unsent("pending")]
+        if leftovers:
+            log.info("requests.resumed", count=len(leftovers))
+            self._deliver(leftovers)
+
+    def _all_unsent(self, status: str) -> list[Claimable]:
+        return self.ledger.unsent(status, limit=1_000_000)
+
+
+def _normalized(raw: str | None) -> str | None:
+    if not raw or not raw.strip():
+        return None
+    try:
+        return normalize_email(raw)
+    except ValueError:
+        return None
+
+
+def _email_key(keys: Iterable[str]) -> str | None:
+    return next((k for k in keys if k.startswith("e:")), None)
+
+
+def _payload(sale: Sale) -> dict[str, Any]:
+    return {
+        "first_name": sale.first_name,
+        "last_name": sale.last_name,
+        "language": sale.language,
+        "location_id": sale.location_id,
+        "location_name": sale.location_name,
+        "employee_name": sale.employee_name,
+        "finalized_at": sale.finalized_at.isoformat() if sale.finalized_at else None,
+    }
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,134 @@
+"""Shared fixtures: a real SQLite POS (Ascend-like schema), a real SQLite ledger, the outbox."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import io
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import structlog
+from click.testing import CliRunner, Result
+
+from surveysync import logging as logs
+from surveysync.cli import main
+from surveysync.config import Settings, load_settings
+from surveysync.demo import PosWriter, new_pos
+from surveysync.sync import RunReport, SyncRequest, run_sync
+
+TZ = ZoneInfo("Europe/Amsterdam")
+
+
+def local(year: int, month: int, day: int, hour: int = 12, minute: int = 0) -> datetime:
+    """An aware time in the store's zone."""
+    return datetime(year, month, day, hour, minute, tzinfo=TZ)
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> Iterator[io.StringIO]:
+    """Log into a buffer (tests may read it) and restore structlog's defaults afterwards."""
+    buffer = io.StringIO()
+    logs.configure("debug", stream=buffer)
+    yield buffer
+    structlog.reset_defaults()
+
+
+class Store:
+    """A store under test: POS rows are added with ``pos``, runs made with ``run``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.pos: PosWriter = new_pos(root / "pos.sqlite")
+        self.pos.location(1, "Centrum")
+        self.pos.location(2, "Noord")
+        self.pos.location(3, "Magazijn")
+        self.pos.employee(1, "Anouk")
+        self.ledger_path = root / "ledger.sqlite"
+        self.outbox = root / "outbox"
+        self.config_path = root / "surveysync.toml"
+        self.first_run_start = "2026-01-01T00:00:00"
+        self.extra: dict[str, dict[str, str]] = {}
+
+    def customer(self, customer_id: str, email_address: str | None = None, **kwargs: Any) -> None:
+        address = (
+            email_address if email_address is not None else f"{customer_id.lower()}@example.com"
+        )
+        self.pos.customer(
+            customer_id,
+            kwargs.pop("first", "Kim"),
+            kwargs.pop("last", "Jansen"),
+            address or None,
+            **kwargs,
+        )
+
+    def write_config(self) -> Path:
+        sections: dict[str, dict[str, str]] = {
+            "store": {
+                "id": '"test"',
+                "name": '"Test Cycles"',
+                "timezone": '"Europe/Amsterdam"',
+                "locations": '{ "1" = "Centrum", "2" = "Noord", "3" = "Magazijn" }',
+            },
+            "pos": {"url": f'"sqlite:///{(self.root / "pos.sqlite").as_posix()}"'},
+            "ledger": {"url": f'"sqlite:///{self.ledger_path.as_posix()}"'},
+            "sync": {"first_run_start": self.first_run_start},
+            "provider": {"outbox_dir": f'"{self.outbox.as_posix()}"'},
+        }
+        for section, values in self.extra.items():
+            sections.setdefault(section, {}).update(values)
+        text = "\n".join(
+            f"[{name}]\n" + "\n".join(f"{k} = {v}" for k, v in values.items())
+            for name, values in sections.items()
+        )
+        self.config_path.write_text(text + "\n", encoding="utf-8")
+        return self.config_path
+
+    def settings(self) -> Settings:
+        self.pos.flush()
+        return load_settings(self.write_config())
+
+    def run(self, now: datetime, **kwargs: Any) -> RunReport:
+        return run_sync(self.settings(), SyncRequest(now=now, **kwargs))
+
+    def cli(self, *args: str) -> Result:
+        self.pos.flush()
+        self.write_config()
+        return CliRunner().invoke(main, ["--config", str(self.config_path), *args])
+
+    # --- what a user would look at ---------------------------------------------------------
+
+    def ledger_rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.ledger_path) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def decisions(self) -> dict[str, str]:
+        """transaction id -> reason code, or 'request' when a survey request was made."""
+        rows = self.ledger_rows("SELECT transaction_id, reason FROM decisions")
+        return {tid: reason or "request" for tid, reason in rows}
+
+    def messages(self) -> list[EmailMessage]:
+        if not self.outbox.is_dir():
+            return []
+        return [
+            email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+            for path in sorted(self.outbox.glob("*.eml"))
+        ]
+
+    def recipients(self) -> list[str]:
+        return sorted(str(m["To"].addresses[0].addr_spec) for m in self.messages())
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path)
+
+
+def days(n: int) -> timedelta:
+    return timedelta(days=n)

@@ -1,0 +1,222 @@
+"""The ledger: claims that cannot collide, crash recovery, privacy, and its schema history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from surveysync.ledger import Candidate, Ledger, create_ledger_engine, migrate, new_id
+from surveysync.ledger.schema import metadata
+from surveysync.providers import OutgoingEmail, ProviderUnavailable, SendResult
+from surveysync.sync import SyncError, SyncRequest, run_sync
+from tests.conftest import Store, local
+
+
+class Crash(BaseException):
+    """Stands for the process dying (power cut, kill -9) in the middle of a provider call."""
+
+
+@dataclass
+class ScriptedProvider:
+    """An email service with scripted bad days: crashes, outages, refused addresses."""
+
+    honours_idempotency_key: bool = False
+    crash_on_call: int | None = None
+    unavailable: bool = False
+    refuse: set[str] = field(default_factory=set)
+    name: str = "scripted"
+    max_batch_size: int = 2
+    delivered: list[str] = field(default_factory=list)
+    calls: int = 0
+
+    def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
+        self.calls += 1
+        if self.calls == self.crash_on_call:
+            raise Crash
+        if self.unavailable:
+            raise ProviderUnavailable("connection refused")
+        results = []
+        for item in batch:
+            to = item.message["To"].addresses[0].addr_spec
+            if to in self.refuse:
+                results.append(SendResult(item.request_id, "rejected", error="550 no such user"))
+            else:
+                self.delivered.append(to)
+                results.append(SendResult(item.request_id, "sent", f"msg-{item.request_id}"))
+        return results
+
+    def check(self) -> str:
+        return "scripted"
+
+    def close(self) -> None:
+        return None
+
+
+def _five_customers(store: Store) -> None:
+    for n in range(5):
+        store.customer(f"C{n}")
+        store.pos.sale(f"C{n}", datetime(2026, 11, 20, 10, n))
+
+
+def test_a_crash_mid_send_then_restart_never_sends_twice_without_idempotency(store: Store) -> None:
+    """After a crash during a provider call, in-flight requests are held as in doubt, not resent."""
+    _five_customers(store)
+    provider = ScriptedProvider(crash_on_call=2)
+    with pytest.raises(Crash):
+        run_sync(store.settings(), SyncRequest(now=local(2026, 11, 20, 23)), provider=provider)
+    assert store.ledger_rows("SELECT status, COUNT(*) FROM requests GROUP BY status") == [
+        ("sending", 2),
+        ("sent", 2),
+    ]
+
+    restarted = ScriptedProvider()
+    report = run_sync(
+        store.settings(), SyncRequest(now=local(2026, 11, 20, 23, 30)), provider=restarted
+    )
+
+    assert report.counts["in_doubt"] == 2
+    assert sorted(provider.delivered + restarted.delivered) == [
+        "c0@example.com",
+        "c1@example.com",
+        "c4@example.com",
+    ]
+    assert store.ledger_rows("SELECT status, COUNT(*) FROM requests GROUP BY status") == [
+        ("in_doubt", 2),
+        ("sent", 3),
+    ]
+    assert "in_doubt" in store.cli("status").output
+
+
+def test_after_a_crash_an_idempotent_provider_gets_the_same_key_again(store: Store) -> None:
+    """With idempotency keys, in-flight requests are retried with their own key: one email each."""
+    _five_customers(store)
+    with pytest.raises(Crash):
+        run_sync(
+            store.settings(),
+            SyncRequest(now=local(2026, 11, 20, 23)),
+            provider=ScriptedProvider(honours_idempotency_key=True, crash_on_call=2),
+        )
+    in_flight = {
+        row[0] for row in store.ledger_rows("SELECT id FROM requests WHERE status = 'sending'")
+    }
+
+    store.run(local(2026, 11, 20, 23, 30))  # the outbox honours idempotency keys
+
+    files = {path.stem for path in store.outbox.glob("*.eml")}
+    assert in_flight <= files
+    assert len(store.messages()) == 3  # the two in flight and the one never tried
+    assert store.ledger_rows("SELECT status, COUNT(*) FROM requests GROUP BY status") == [
+        ("sent", 5)
+    ]
+
+
+def test_an_unavailable_provider_fails_the_run_and_the_next_run_sends(store: Store) -> None:
+    """Nothing was sent, so nothing is lost: requests wait as pending and the day stays open."""
+    _five_customers(store)
+    with pytest.raises(SyncError, match="connection refused"):
+        run_sync(
+            store.settings(),
+            SyncRequest(now=local(2026, 11, 20, 23)),
+            provider=ScriptedProvider(unavailable=True),
+        )
+    # The first batch (two) was claimed and waits; the rest of the day is not decided yet.
+    assert store.ledger_rows("SELECT status, COUNT(*) FROM requests GROUP BY status") == [
+        ("pending", 2)
+    ]
+    assert store.ledger_rows("SELECT COUNT(*) FROM decisions") == [(2,)]
+    assert store.ledger_rows("SELECT COUNT(*) FROM coverage WHERE day = '2026-11-20'") == [(0,)]
+
+    healthy = ScriptedProvider()
+    run_sync(store.settings(), SyncRequest(now=local(2026, 11, 21, 1)), provider=healthy)
+
+    assert sorted(healthy.delivered) == [f"c{n}@example.com" for n in range(5)]
+    assert store.ledger_rows("SELECT COUNT(*) FROM coverage WHERE day = '2026-11-20'") == [(1,)]
+
+
+def test_a_refused_address_is_rejected_and_does_not_start_a_cooldown(store: Store) -> None:
+    """The provider's refusal settles one request as rejected; the rest of the batch goes."""
+    _five_customers(store)
+    provider = ScriptedProvider(refuse={"c2@example.com"})
+    report = run_sync(store.settings(), SyncRequest(now=local(2026, 11, 20, 23)), provider=provider)
+
+    assert report.counts["rejected"] == 1 and report.counts["sent"] == 4
+    assert store.ledger_rows("SELECT error FROM requests WHERE status = 'rejected'") == [
+        ("550 no such user",)
+    ]
+    store.pos.sale("C2", datetime(2026, 11, 25, 10, 0))
+    later = ScriptedProvider()
+    run_sync(store.settings(), SyncRequest(now=local(2026, 11, 25, 23)), provider=later)
+    assert later.delivered == ["c2@example.com"]
+
+
+def test_settled_requests_forget_the_address(store: Store) -> None:
+    """Only unsettled requests keep a plaintext address; decisions never hold one."""
+    _five_customers(store)
+    store.run(local(2026, 11, 20, 23))
+    assert (
+        store.ledger_rows("SELECT email, payload FROM requests WHERE status = 'sent'")
+        == [(None, None)] * 5
+    )
+    dump = "\n".join(
+        str(row)
+        for table in ("decisions", "cooldowns", "requests", "suppressions")
+        for row in store.ledger_rows(f"SELECT * FROM {table}")
+    )
+    assert "@example.com" not in dump.replace("***@example.com", "")
+
+
+def _candidate(ledger: Ledger, email: str, seen: str | None) -> Candidate:
+    key = ledger.keys.email(email)
+    return Candidate(
+        request_id=new_id(),
+        transaction_id=new_id(),
+        sale_at=local(2026, 11, 20),
+        customer_id=None,
+        location_id="1",
+        person_key=key,
+        keys=(key,),
+        seen={key: seen},
+        email=email,
+        email_masked="k***@example.com",
+        payload={},
+    )
+
+
+def test_two_processes_on_one_ledger_cannot_both_claim_a_person(store: Store) -> None:
+    """Two ledgers that both read 'never asked' race for one person: exactly one wins."""
+    store.settings()
+    url = f"sqlite:///{store.ledger_path}"
+    first, second = Ledger.open(url, "north"), Ledger.open(url, "south")
+    run_a = first.start_run("sync", local(2026, 11, 20, 23), dry_run=False)
+    run_b = second.start_run("sync", local(2026, 11, 20, 23), dry_run=False)
+
+    won_a, _ = first.claim(
+        run_a, [_candidate(first, "kim@example.com", None)], local(2026, 11, 20, 23)
+    )
+    won_b, lost_b = second.claim(
+        run_b, [_candidate(second, "kim@example.com", None)], local(2026, 11, 20, 23)
+    )
+    first.close()
+    second.close()
+
+    assert (len(won_a), len(won_b), len(lost_b)) == (1, 0, 1)
+    assert store.ledger_rows("SELECT COUNT(*) FROM requests") == [(1,)]
+    assert store.ledger_rows("SELECT store, reason FROM decisions ORDER BY store") == [
+        ("north", None),
+        ("south", "cooldown"),
+    ]
+
+
+def test_the_migrations_create_exactly_the_models(store: Store) -> None:
+    """A ledger built by the Alembic history matches the tables the code uses, to the column."""
+    engine = create_ledger_engine(f"sqlite:///{store.ledger_path}")
+    with engine.begin() as conn:
+        migrate.upgrade(conn)
+        assert migrate.current_revision(conn) == migrate.head_revision()
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    engine.dispose()
