@@ -17,6 +17,7 @@ from email.utils import format_datetime, make_msgid
 from functools import cached_property
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
 from itsdangerous import URLSafeTimedSerializer
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -28,10 +29,42 @@ LINK_SALT = "surveysync-link"
 # Long structured headers (List-Unsubscribe) must stay plain ASCII on one line: folding them
 # at 78 columns makes the library encode them as RFC 2047 words, which mail clients ignore.
 MESSAGE_POLICY = policy.SMTP.clone(max_line_length=998)
+# An address whose local part is not ASCII (jürgen@…) cannot be written in an ASCII header at
+# all; such a message is written as UTF-8 (RFC 6532) and must travel with SMTPUTF8.
+SMTPUTF8_POLICY = MESSAGE_POLICY.clone(utf8=True)
 
 
 class RenderError(ValueError):
     """This request cannot be turned into an email (for example an unusable address)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Where a message goes, in the form a mail server accepts."""
+
+    local_part: str  # as the customer wrote it (case kept, NFC)
+    domain: str  # in IDNA (xn--…)
+
+    @property
+    def addr_spec(self) -> str:
+        return f"{self.local_part}@{self.domain}"
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        return not self.local_part.isascii()
+
+
+def deliverable(address: str) -> Recipient:
+    """The address as it must appear in the To header and the SMTP envelope.
+
+    An internationalized domain becomes its ASCII (IDNA) form, which every server accepts;
+    a non-ASCII local part has no ASCII form, so it stays UTF-8 and needs SMTPUTF8.
+    """
+    try:
+        valid = validate_email(address.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise RenderError(f"unusable address: {exc}") from None
+    return Recipient(valid.local_part, valid.ascii_domain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +108,11 @@ class Renderer:
     ) -> EmailMessage:
         context = self._context(request_id, payload)
         locale = self.locale_for(payload.get("language"))
-        message = EmailMessage(policy=MESSAGE_POLICY)
-        self._headers(message, request_id, email, payload, context, locale, now)
+        recipient = deliverable(email)
+        message = EmailMessage(
+            policy=SMTPUTF8_POLICY if recipient.needs_smtputf8 else MESSAGE_POLICY
+        )
+        self._headers(message, request_id, recipient, payload, context, locale, now)
         message.set_content(self._render(locale, "body.txt", context), cte="quoted-printable")
         message.add_alternative(
             self._render(locale, "body.html", context), subtype="html", cte="quoted-printable"
@@ -101,7 +137,7 @@ class Renderer:
         self,
         message: EmailMessage,
         request_id: str,
-        email: str,
+        recipient: Recipient,
         payload: dict[str, Any],
         context: dict[str, Any],
         locale: str,
@@ -109,7 +145,10 @@ class Renderer:
     ) -> None:
         sender = _address(self._email.from_name, self._email.from_address)
         message["From"] = sender
-        message["To"] = _address(_full_name(payload), email)
+        # Built from its parts: the header parser refuses a non-ASCII local part as addr_spec.
+        message["To"] = Address(
+            clean_text(_full_name(payload)), recipient.local_part, recipient.domain
+        )
         if self._email.reply_to:
             message["Reply-To"] = self._email.reply_to
         message["Subject"] = clean_text(self._render(locale, "subject.txt", context), 200)
