@@ -116,9 +116,11 @@ class Store:
     def messages(self) -> list[EmailMessage]:
         if not self.outbox.is_dir():
             return []
+        # Decoded first: a message to a non-ASCII local part has UTF-8 headers (RFC 6532).
+        texts = [path.read_bytes().decode("utf-8") for path in sorted(self.outbox.glob("*.eml"))]
         return [
-            email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
-            for path in sorted(self.outbox.glob("*.eml"))
+            email.message_from_string(text, policy=email.policy.default)  # type: ignore[misc]
+            for text in texts
         ]
 
     def recipients(self) -> list[str]:

@@ -521,31 +521,43 @@ def _sale(transaction_id: str, hour: int, minute: int = 0, customer_id: str = "C
     )
 
 
-def _chosen_ids(choices: RunChoices) -> list[str]:
-    return sorted(sale.transaction_id for sale, _ in choices.chosen())
+Offers = list[tuple[Sale, tuple[str, ...]]]
 
 
-def _loser_ids(choices: RunChoices) -> list[str]:
-    return sorted(sale.transaction_id for sale in choices.losers())
+def _split(offers: Offers) -> tuple[list[str], list[str]]:
+    """Offer every sale, as a run does, then ask which were chosen: (chosen ids, loser ids)."""
+    choices = RunChoices()
+    for sale, keys in offers:
+        choices.offer(sale, keys)
+    chosen = sorted(sale.transaction_id for sale, keys in offers if choices.is_chosen(sale, keys))
+    losers = sorted(s.transaction_id for s, keys in offers if not choices.is_chosen(s, keys))
+    return chosen, losers
 
 
 def test_the_most_recent_sale_of_a_person_wins() -> None:
-    """A customer who bought three times in one day gets one survey, about the last purchase."""
-    choices = RunChoices()
-    for transaction_id, hour in [("1", 9), ("2", 12), ("3", 17)]:
-        choices.offer(_sale(transaction_id, hour), ("e:jan", "c:s:C1"))
-    assert _chosen_ids(choices) == ["3"]
-    assert _loser_ids(choices) == ["1", "2"]
-    assert choices.chosen()[0][1] == ("e:jan", "c:s:C1")
+    """A customer who bought three times in one run gets one survey, about the last purchase."""
+    keys = ("e:jan", "c:s:C1")
+    offers = [(_sale(transaction_id, hour), keys) for transaction_id, hour in
+              [("1", 9), ("2", 12), ("3", 17)]]
+    assert _split(offers) == (["3"], ["1", "2"])
 
 
 def test_an_older_sale_offered_late_loses() -> None:
     """Whatever order they are offered in, the newest sale of the person is the one asked about."""
+    keys = ("e:jan", "c:s:C1")
+    assert _split([(_sale("2", 17), keys), (_sale("1", 9), keys)]) == (["2"], ["1"])
+
+
+def test_a_sale_offered_after_the_first_pass_still_competes() -> None:
+    """A newer sale that appears while the run is under way replaces the earlier choice."""
+    keys = ("e:jan", "c:s:C1")
     choices = RunChoices()
-    choices.offer(_sale("2", 17), ("e:jan", "c:s:C1"))
-    choices.offer(_sale("1", 9), ("e:jan", "c:s:C1"))
-    assert _chosen_ids(choices) == ["2"]
-    assert _loser_ids(choices) == ["1"]
+    monday, wednesday = _sale("1", 9), _sale("2", 10)
+    choices.offer(monday, keys)
+    assert choices.is_chosen(monday, keys)
+    choices.offer(wednesday, keys)
+    assert not choices.is_chosen(monday, keys)
+    assert choices.is_chosen(wednesday, keys)
 
 
 @pytest.mark.parametrize(
@@ -564,37 +576,35 @@ def test_a_person_is_linked_by_any_shared_key(
     first_keys: tuple[str, ...], second_keys: tuple[str, ...]
 ) -> None:
     """Two customer records sharing an address, or one record, get one survey between them."""
-    choices = RunChoices()
-    choices.offer(_sale("1", 9, customer_id=first_keys[-1]), first_keys)
-    choices.offer(_sale("2", 15, customer_id=second_keys[-1]), second_keys)
-    assert _chosen_ids(choices) == ["2"]
-    assert _loser_ids(choices) == ["1"]
+    offers = [
+        (_sale("1", 9, customer_id=first_keys[-1]), first_keys),
+        (_sale("2", 15, customer_id=second_keys[-1]), second_keys),
+    ]
+    assert _split(offers) == (["2"], ["1"])
 
 
 def test_different_people_are_each_asked() -> None:
     """Customers who share no customer record and no address each get their own survey."""
-    choices = RunChoices()
-    choices.offer(_sale("1", 9, customer_id="C1"), ("e:jan", "c:s:C1"))
-    choices.offer(_sale("2", 10, customer_id="C2"), ("e:emma", "c:s:C2"))
-    choices.offer(_sale("3", 11, customer_id="C3"), ("c:s:C3",))
-    assert _chosen_ids(choices) == ["1", "2", "3"]
-    assert choices.losers() == []
+    offers = [
+        (_sale("1", 9, customer_id="C1"), ("e:jan", "c:s:C1")),
+        (_sale("2", 10, customer_id="C2"), ("e:emma", "c:s:C2")),
+        (_sale("3", 11, customer_id="C3"), ("c:s:C3",)),
+    ]
+    assert _split(offers) == (["1", "2", "3"], [])
 
 
 def test_a_sale_linking_two_people_replaces_both() -> None:
     """A sale that turns out to join two earlier choices leaves exactly one request for them."""
-    choices = RunChoices()
-    choices.offer(_sale("1", 9, customer_id="C1"), ("e:jan", "c:s:C1"))
-    choices.offer(_sale("2", 10, customer_id="C2"), ("c:s:C2",))
-    choices.offer(_sale("3", 11, customer_id="C2"), ("e:jan", "c:s:C2"))
-    assert _chosen_ids(choices) == ["3"]
-    assert _loser_ids(choices) == ["1", "2"]
+    offers = [
+        (_sale("1", 9, customer_id="C1"), ("e:jan", "c:s:C1")),
+        (_sale("2", 10, customer_id="C2"), ("c:s:C2",)),
+        (_sale("3", 11, customer_id="C2"), ("e:jan", "c:s:C2")),
+    ]
+    assert _split(offers) == (["3"], ["1", "2"])
 
 
 def test_each_sale_is_chosen_or_lost_exactly_once() -> None:
     """Every eligible sale ends up asked about or recorded as duplicate_in_run, never both."""
-    choices = RunChoices()
-    offered = []
     # As the run offers them: every eligible sale has an email key and a customer key.
     people = [
         ("e:jan", "c:s:C1"),
@@ -603,22 +613,18 @@ def test_each_sale_is_chosen_or_lost_exactly_once() -> None:
         ("e:emma", "c:s:C4"),
         ("e:jan", "c:s:C1"),
     ]
-    for index in range(15):
-        keys = people[index % len(people)]
-        sale = _sale(str(100 + index), 8 + index // 2, minute=index)
-        offered.append(sale.transaction_id)
-        choices.offer(sale, keys)
-    chosen, losers = _chosen_ids(choices), _loser_ids(choices)
-    assert sorted(chosen + losers) == sorted(offered)
+    offers = [
+        (_sale(str(100 + index), 8 + index // 2, minute=index), people[index % len(people)])
+        for index in range(15)
+    ]
+    chosen, losers = _split(offers)
+    assert sorted(chosen + losers) == sorted(sale.transaction_id for sale, _ in offers)
     # jan (customer records C1 and C2) is one person; noah and emma are two more.
-    assert len(chosen) == 3
     assert chosen == ["112", "113", "114"]
 
 
 def test_a_tie_in_time_still_has_one_winner() -> None:
     """Two sales of one person stamped the same second still give one survey."""
-    choices = RunChoices()
-    choices.offer(_sale("7", 12), ("e:jan",))
-    choices.offer(_sale("8", 12), ("e:jan",))
-    assert len(choices.chosen()) == 1
-    assert len(choices.losers()) == 1
+    chosen, losers = _split([(_sale("7", 12), ("e:jan",)), (_sale("8", 12), ("e:jan",))])
+    assert len(chosen) == 1
+    assert len(losers) == 1

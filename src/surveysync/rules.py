@@ -193,7 +193,7 @@ def check_person(
 def decide(
     sale: Sale, history: PersonHistory, rules: RuleSettings, tz: ZoneInfo, now: datetime
 ) -> Decision:
-    """Every rule but ``duplicate_in_run``, which needs the whole day (see ``RunChoices``)."""
+    """Every rule but ``duplicate_in_run``, which needs the whole run (see ``RunChoices``)."""
     reason = check_sale(sale, rules, history, now) or check_person(sale, history, rules, tz, now)
     return Decision(reason) if reason else SEND
 
@@ -215,45 +215,32 @@ def _too_old(finalized_at: datetime, rules: RuleSettings, now: datetime) -> bool
 
 
 @dataclass(slots=True)
-class _Choice:
-    sale: Sale
-    keys: tuple[str, ...]
-    superseded: bool = False
-
-
-@dataclass(slots=True)
 class RunChoices:
     """One request per person per run: among a person's eligible sales, the most recent wins.
 
-    A person is anyone sharing a key (customer id or normalized-email hash) with another
-    sale. Sales arrive in time order, so a newer sale replaces the current choice.
+    A sale loses when a newer eligible sale of the same run shares a key with it (the POS
+    customer id or the normalized-email hash). Offer every eligible sale of the run, in any
+    order, before asking ``is_chosen``; the run does that with a first pass over its whole
+    window, so that a person who bought on Monday and on Wednesday is asked about Wednesday
+    even though Monday is decided first. Only the newest sale per key is kept, so memory
+    grows with the number of people, not of sales.
     """
 
-    _by_key: dict[str, _Choice] = field(default_factory=dict)
-    _chosen: list[_Choice] = field(default_factory=list)
-    _losers: list[Sale] = field(default_factory=list)
+    _newest: dict[str, tuple[datetime, str]] = field(default_factory=dict)
 
     def offer(self, sale: Sale, keys: tuple[str, ...]) -> None:
-        choice = _Choice(sale, keys)
-        for rival in {id(c): c for c in self._rivals(keys)}.values():
-            loser, winner = (rival, choice) if _newer(sale, rival.sale) else (choice, rival)
-            loser.superseded = True
-            self._losers.append(loser.sale)
-            if winner is rival:
-                return
-        self._chosen.append(choice)
+        mark = _recency(sale)
         for key in keys:
-            self._by_key[key] = choice
+            held = self._newest.get(key)
+            if held is None or held < mark:
+                self._newest[key] = mark
 
-    def _rivals(self, keys: tuple[str, ...]) -> list[_Choice]:
-        return [c for k in keys if (c := self._by_key.get(k)) is not None and not c.superseded]
-
-    def chosen(self) -> list[tuple[Sale, tuple[str, ...]]]:
-        return [(c.sale, c.keys) for c in self._chosen if not c.superseded]
-
-    def losers(self) -> list[Sale]:
-        return list(self._losers)
+    def is_chosen(self, sale: Sale, keys: tuple[str, ...]) -> bool:
+        """True unless a newer offered sale shares a key with this one."""
+        mark = _recency(sale)
+        return all(self._newest.get(key, mark) <= mark for key in keys)
 
 
-def _newer(a: Sale, b: Sale) -> bool:
-    return (a.sale_at, a.transaction_id) > (b.sale_at, b.transaction_id)
+def _recency(sale: Sale) -> tuple[datetime, str]:
+    # The transaction id breaks ties between sales stamped the same second.
+    return (sale.sale_at, sale.transaction_id)

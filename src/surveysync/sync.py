@@ -41,6 +41,7 @@ from surveysync.pos import PosError, PosSource, RowProblem
 from surveysync.providers import OutgoingEmail, Provider, ProviderError, ProviderUnavailable
 from surveysync.render import Renderer, RenderError
 from surveysync.rules import (
+    Decision,
     PersonHistory,
     RunChoices,
     Sale,
@@ -220,8 +221,9 @@ class _Run:
             self._resume_unsettled()
             days = slice_days(report.window_start, report.window_end, self.tz)
             self.progress("days", len(days))
+            choices = self._choose_per_person(report.window_start, report.window_end)
             for day in days:
-                self._process_day(day)
+                self._process_day(day, choices)
         except (PosError, ProviderError, LedgerError) as exc:
             return self._fail(exc, started)
         finally:
@@ -257,18 +259,33 @@ class _Run:
         error.report = report  # type: ignore[attr-defined]
         raise error from exc
 
+    # --- one run: who is asked about which sale -------------------------------------------
+
+    def _choose_per_person(self, start: datetime, end: datetime) -> RunChoices:
+        """A first pass over the whole window, writing nothing: which eligible sale of each
+        person is the most recent. Days are then decided in order, durably one at a time,
+        and an older sale of someone who bought again later in the window is recorded as
+        ``duplicate_in_run`` instead of taking the survey from the newer one."""
+        choices = RunChoices()
+        for chunk in self.pos.sales(start, end):
+            sales = [item for item in chunk if not isinstance(item, RowProblem)]
+            for sale, facts, decision in self._decide(sales)[0]:
+                if decision.send:
+                    choices.offer(sale, facts.keys[sale.transaction_id])
+        return choices
+
     # --- one business day ----------------------------------------------------------------
 
-    def _process_day(self, day: DaySlice) -> None:
-        choices = RunChoices()
-        pending: dict[str, tuple[Sale, _Facts]] = {}
+    def _process_day(self, day: DaySlice, choices: RunChoices) -> None:
+        eligible: list[tuple[Sale, _Facts]] = []
         for chunk in self.pos.sales(day.start, day.end):
-            self._decide_chunk(chunk, choices, pending)
-        losers = choices.losers()
-        self._record_skips(
-            [(s, pending[s.transaction_id][1], SkipReason.DUPLICATE_IN_RUN) for s in losers]
-        )
-        chosen = [pending[sale.transaction_id] for sale, _ in choices.chosen()]
+            eligible.extend(self._decide_chunk(chunk, choices))
+        chosen: list[tuple[Sale, _Facts]] = []
+        losers: list[tuple[Sale, _Facts]] = []
+        for sale, facts in eligible:
+            keys = facts.keys[sale.transaction_id]
+            (chosen if choices.is_chosen(sale, keys) else losers).append((sale, facts))
+        self._record_skips([(s, f, SkipReason.DUPLICATE_IN_RUN) for s, f in losers])
         for batch in _batches(chosen, self.provider.max_batch_size):
             self._claim_and_send(batch)
         self.ledger.mark_covered(
@@ -279,28 +296,38 @@ class _Run:
         log.info("day.covered", day=day.day.isoformat(), until=day.end.isoformat())
 
     def _decide_chunk(
-        self,
-        chunk: list[Sale | RowProblem],
-        choices: RunChoices,
-        pending: dict[str, tuple[Sale, _Facts]],
-    ) -> None:
-        sales = self._readable(chunk)
-        final = self.ledger.final_decisions([s.transaction_id for s in sales])
-        fresh = [s for s in sales if s.transaction_id not in final]
-        self.report.counts["already_decided"] += len(sales) - len(fresh)
-        facts = self._facts(fresh)
+        self, chunk: list[Sale | RowProblem], choices: RunChoices
+    ) -> list[tuple[Sale, _Facts]]:
+        """Record the chunk's skips; return the sales that passed every rule so far."""
+        decided, already = self._decide(self._readable(chunk))
+        self.report.counts["already_decided"] += already
         skips: list[tuple[Sale, _Facts, SkipReason]] = []
-        for sale in fresh:
-            decision = decide(
-                sale, self._history(sale, facts), self.settings.rules, self.tz, self.now
-            )
+        eligible: list[tuple[Sale, _Facts]] = []
+        for sale, facts, decision in decided:
             if decision.reason is not None:
                 skips.append((sale, facts, decision.reason))
             else:
-                pending[sale.transaction_id] = (sale, facts)
+                # Offered again: a sale that appeared after the first pass still competes.
                 choices.offer(sale, facts.keys[sale.transaction_id])
+                eligible.append((sale, facts))
         self._record_skips(skips)
         self.progress("sales", len(chunk))
+        return eligible
+
+    def _decide(self, sales: list[Sale]) -> tuple[list[tuple[Sale, _Facts, Decision]], int]:
+        """Decide the sales the ledger has no final decision for; (decisions, how many had)."""
+        final = self.ledger.final_decisions([s.transaction_id for s in sales])
+        fresh = [s for s in sales if s.transaction_id not in final]
+        facts = self._facts(fresh)
+        decided = [
+            (
+                sale,
+                facts,
+                decide(sale, self._history(sale, facts), self.settings.rules, self.tz, self.now),
+            )
+            for sale in fresh
+        ]
+        return decided, len(sales) - len(fresh)
 
     def _readable(self, chunk: list[Sale | RowProblem]) -> list[Sale]:
         sales: list[Sale] = []
