@@ -523,8 +523,13 @@ def demo(directory: Path, outbox: Path, sales: int, seed: int) -> None:
     settings = load_settings(config_path)
     logs.configure("warning", logs.secret_values(settings))
     demo_store.suppress_examples(settings, _now(settings))
-    report = _run(settings, SyncRequest(now=_now(settings)))
     out = Output()
+    with out.progress("Running the nights") as hook:
+        try:
+            report = demo_store.run_nights(settings, demo_store.demo_nights(_now(settings)), hook)
+        except SyncError as exc:
+            raise RunFailed(str(exc)) from None
+    _print_report(out, report, settings)
     out.line("")
     out.line(f"The survey emails are in {outbox}/ (one .eml file each; open one in a mail client).")
     out.line("Ask why someone was or was not asked, for example:")

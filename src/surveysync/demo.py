@@ -11,8 +11,9 @@ This module writes to a POS database it creates; it never touches an existing on
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,9 @@ from sqlalchemy import (
 )
 
 from surveysync.config import Settings
-from surveysync.ledger import Ledger
+from surveysync.ledger import Ledger, reports
 from surveysync.ledger.schema import decisions
+from surveysync.sync import ProgressHook, RunReport, SyncRequest, run_sync
 
 pos_metadata = MetaData()
 locations_table = Table(
@@ -78,6 +80,10 @@ transactions_table = Table(
 
 DEMO_TZ = ZoneInfo("Europe/Amsterdam")
 DEMO_DAYS = 60
+# The story the demo tells: surveysync was installed this many days ago. Its first night
+# caught up on the month of sales before (some too old to ask about by then); every night
+# since, it ran at 23:00, so repeat customers meet the cooldown.
+DEMO_INSTALLED_DAYS_AGO = 25
 DEMO_LOCATIONS = {1: "Centrum", 2: "Noord", 3: "Werkplaats Oost", 4: "Magazijn"}
 DEMO_EXCLUDED_LOCATION = 4
 DEMO_EXCLUDED_CUSTOMER = "C0007"
@@ -312,6 +318,52 @@ first_run_start = {first_run_start.replace(microsecond=0).isoformat()}
 kind = "outbox"
 outbox_dir = "{outbox.as_posix()}"
 """
+
+
+def demo_nights(now: datetime) -> list[datetime]:
+    """When the daemon ran: 23:00 every night since it was installed, then ``now``."""
+    today = now.astimezone(DEMO_TZ).date()
+    first = today - timedelta(days=DEMO_INSTALLED_DAYS_AGO)
+    nights = [
+        datetime.combine(first + timedelta(days=n), time(23), tzinfo=DEMO_TZ)
+        for n in range(DEMO_INSTALLED_DAYS_AGO + 1)
+    ]
+    return [night for night in nights if night < now] + [now]
+
+
+def run_nights(settings: Settings, nights: list[datetime], progress: ProgressHook) -> RunReport:
+    """The runs the daemon would have made, one per night, summed up as one report: what was
+    sent, and each sale's final decision (a sale still open is re-decided every night, so the
+    nightly counts would count it more than once)."""
+    reports = []
+    progress("days", len(nights))
+    for night in nights:
+        reports.append(run_sync(settings, SyncRequest(now=night)))
+        progress("day", 1)
+    counts: Counter[str] = Counter()
+    for report in reports:
+        counts.update({k: report.counts[k] for k in ("sent", "rejected", "failed", "in_doubt")})
+    counts.update(_final_decisions(settings))
+    return RunReport(
+        run_id=reports[-1].run_id,
+        kind=f"{len(reports)} nightly runs",
+        dry_run=False,
+        window_start=reports[0].window_start,
+        window_end=reports[-1].window_end,
+        days=sorted({day for report in reports for day in report.days}),
+        counts=counts,
+        status=reports[-1].status,
+    )
+
+
+def _final_decisions(settings: Settings) -> Counter[str]:
+    ledger = Ledger.open(settings.ledger.url.get_secret_value(), settings.store.id)
+    try:
+        decided = reports.reason_counts(ledger)
+    finally:
+        ledger.close()
+    decided.pop("requested", None)
+    return decided
 
 
 def suppress_examples(settings: Settings, now: datetime) -> None:

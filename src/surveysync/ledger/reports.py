@@ -87,7 +87,7 @@ def status(ledger: Ledger, now: datetime, tz: ZoneInfo, days: int = 14) -> Statu
         covered_until=ledger.covered_end(),
         covered_days=covered,
         missed_days=_missed(covered, since, now.astimezone(tz).date(), ledger),
-        reasons=_reason_counts(ledger),
+        reasons=reason_counts(ledger),
         requests_by_status=_request_counts(ledger),
         unsettled=_unsettled(ledger),
     )
@@ -145,7 +145,8 @@ def _missed(covered: list[date], since: date, today: date, ledger: Ledger) -> li
     ]
 
 
-def _reason_counts(ledger: Ledger) -> Counter[str]:
+def reason_counts(ledger: Ledger) -> Counter[str]:
+    """Every sale the store's ledger has decided, by its decision (``requested`` or a reason)."""
     query = (
         select(decisions.c.reason, func.count())
         .where(decisions.c.store == ledger.store)
