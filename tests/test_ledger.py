@@ -28,6 +28,7 @@ class ScriptedProvider:
     honours_idempotency_key: bool = False
     crash_on_call: int | None = None
     unavailable: bool = False
+    unavailable_from_call: int | None = None
     refuse: set[str] = field(default_factory=set)
     name: str = "scripted"
     max_batch_size: int = 2
@@ -38,7 +39,7 @@ class ScriptedProvider:
         self.calls += 1
         if self.calls == self.crash_on_call:
             raise Crash
-        if self.unavailable:
+        if self.unavailable or self.calls >= (self.unavailable_from_call or self.calls + 1):
             raise ProviderUnavailable("connection refused")
         results = []
         for item in batch:
@@ -136,6 +137,27 @@ def test_an_unavailable_provider_fails_the_run_and_the_next_run_sends(store: Sto
 
     assert sorted(healthy.delivered) == [f"c{n}@example.com" for n in range(5)]
     assert store.ledger_rows("SELECT COUNT(*) FROM coverage WHERE day = '2026-11-20'") == [(1,)]
+
+
+def test_a_run_that_fails_half_way_leaves_its_older_days_to_the_next_run(store: Store) -> None:
+    """After nights off, the freshest day is sent first; if the provider then goes down, the
+    next run still reads the older days, although a newer day was already covered."""
+    for n, day in enumerate((12, 14, 20)):  # a gap wider than the look-back
+        store.customer(f"C{n}")
+        store.pos.sale(f"C{n}", datetime(2026, 11, day, 12, 0))
+    store.run(local(2026, 11, 10, 23))
+    failing = ScriptedProvider(unavailable_from_call=2)
+    with pytest.raises(SyncError, match="connection refused"):
+        run_sync(store.settings(), SyncRequest(now=local(2026, 11, 20, 23)), provider=failing)
+    assert failing.delivered == ["c2@example.com"]  # the 20th, newest first
+    covered = store.ledger_rows("SELECT day FROM coverage WHERE day > '2026-11-10' ORDER BY day")
+    assert [row[0] for row in covered] == [f"2026-11-{d}" for d in range(15, 21)]  # not the 14th
+
+    healthy = ScriptedProvider()
+    run_sync(store.settings(), SyncRequest(now=local(2026, 11, 21, 1)), provider=healthy)
+
+    assert sorted(healthy.delivered) == ["c0@example.com", "c1@example.com"]
+    assert store.ledger_rows("SELECT COUNT(*) FROM requests WHERE status = 'sent'") == [(3,)]
 
 
 def test_a_refused_address_is_rejected_and_does_not_start_a_cooldown(store: Store) -> None:

@@ -173,6 +173,12 @@ PERSON_FACTS: list[tuple[str, dict[str, Any], PersonHistory, SkipReason]] = [
         PersonHistory(last_request_at=NOW - timedelta(hours=1)),
         SkipReason.COOLDOWN,
     ),
+    (
+        "asked-in-this-run-about-a-newer-sale",
+        {},
+        PersonHistory(asked_in_this_run=True),
+        SkipReason.DUPLICATE_IN_RUN,
+    ),
 ]
 
 
@@ -205,6 +211,7 @@ _BREAKS: list[tuple[SkipReason, dict[str, Any], dict[str, Any]]] = [
     (SkipReason.TOO_OLD, {"finalized_at": NOW - timedelta(days=90)}, {}),
     (SkipReason.UNSUBSCRIBED, {"unsubscribed": True}, {"suppressed": True}),
     (SkipReason.COOLDOWN, {}, {"last_request_at": NOW - timedelta(days=1)}),
+    (SkipReason.DUPLICATE_IN_RUN, {}, {"asked_in_this_run": True}),
 ]
 
 

@@ -98,9 +98,10 @@ class Sale:
 class PersonHistory:
     """What the ledger knows about the person behind a sale."""
 
-    last_request_at: datetime | None = None
+    last_request_at: datetime | None = None  # the latest request of an earlier run
     suppressed: bool = False
     transaction_suppressed: bool = False
+    asked_in_this_run: bool = False  # about a newer sale: the run decides newest days first
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,18 +183,21 @@ def _sale_failures(
 def check_person(
     sale: Sale, history: PersonHistory, rules: RuleSettings, tz: ZoneInfo, now: datetime
 ) -> SkipReason | None:
-    """The rules about the person: unsubscribed anywhere, or asked too recently."""
+    """The rules about the person: unsubscribed anywhere, asked too recently by an earlier
+    run, or already asked by this run about a more recent sale."""
     if sale.unsubscribed or history.suppressed:
         return SkipReason.UNSUBSCRIBED
     if in_cooldown(history.last_request_at, rules, tz, now):
         return SkipReason.COOLDOWN
+    if history.asked_in_this_run:
+        return SkipReason.DUPLICATE_IN_RUN
     return None
 
 
 def decide(
     sale: Sale, history: PersonHistory, rules: RuleSettings, tz: ZoneInfo, now: datetime
 ) -> Decision:
-    """Every rule but ``duplicate_in_run``, which needs the whole run (see ``RunChoices``)."""
+    """Every rule; within one day, ``RunChoices`` then picks each person's newest sale."""
     reason = check_sale(sale, rules, history, now) or check_person(sale, history, rules, tz, now)
     return Decision(reason) if reason else SEND
 
@@ -216,14 +220,13 @@ def _too_old(finalized_at: datetime, rules: RuleSettings, now: datetime) -> bool
 
 @dataclass(slots=True)
 class RunChoices:
-    """One request per person per run: among a person's eligible sales, the most recent wins.
+    """One request per person per day of a run: among a person's eligible sales of the day,
+    the most recent wins. (Across days, the run decides the newest day first, and a person
+    it has asked is ``duplicate_in_run`` on older days: see ``PersonHistory``.)
 
-    A sale loses when a newer eligible sale of the same run shares a key with it (the POS
-    customer id or the normalized-email hash). Offer every eligible sale of the run, in any
-    order, before asking ``is_chosen``; the run does that with a first pass over its whole
-    window, so that a person who bought on Monday and on Wednesday is asked about Wednesday
-    even though Monday is decided first. Only the newest sale per key is kept, so memory
-    grows with the number of people, not of sales.
+    A sale loses when a newer eligible sale shares a key with it (the POS customer id or the
+    normalized-email hash). Offer every eligible sale of the day, in any order, before asking
+    ``is_chosen``. Only the newest sale per key is kept.
     """
 
     _newest: dict[str, tuple[datetime, str]] = field(default_factory=dict)

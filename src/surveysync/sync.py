@@ -3,10 +3,14 @@
 The scheduler, ``sync``, ``backfill`` and ``demo`` all call ``run_sync``; the CLI only turns
 its result and its errors into output and exit codes.
 
+Days are decided newest first, so that a person who bought on Monday and on Wednesday is
+asked about Wednesday (Monday is then ``duplicate_in_run``), and so that after nights off the
+freshest visits are asked about first.
+
 Order of proof, per business day: every sale's decision is written (skips in chunks, sends
 together with their claim), every request of the day is settled, and only then is the day
-marked covered. A failure leaves the day uncovered and the next run reads it again; the
-ledger makes that harmless.
+marked covered. Only a run that finishes moves the bookmark the next sync starts from; a
+failed run's days are read again by the next one, which the ledger makes harmless.
 
 Error tree::
 
@@ -15,6 +19,7 @@ Error tree::
 
 from __future__ import annotations
 
+import bisect
 import time as monotonic_clock
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,6 +35,7 @@ from surveysync.ledger import (
     SENDING,
     Candidate,
     Claimable,
+    CooldownRow,
     Ledger,
     LedgerError,
     Settlement,
@@ -161,7 +167,7 @@ class _Facts:
 
     emails: dict[str, str]  # transaction id -> normalized email
     keys: dict[str, tuple[str, ...]]  # transaction id -> person keys (email key first)
-    cooldowns: dict[str, tuple[datetime, str]]
+    cooldowns: dict[str, CooldownRow]
     suppressed: set[str]
     transactions_suppressed: set[str]
 
@@ -191,7 +197,7 @@ class _Run:
     def _window(self) -> tuple[datetime, datetime]:
         if self.request.kind == "backfill" and self.request.since is not None:
             return backfill_bounds(self.request.since, self.request.until, self.now, self.tz)
-        bookmark = self.ledger.covered_end(by_sync=True)
+        bookmark = self.ledger.sync_bookmark()
         start = sync_start(bookmark, self._first_start(), self.settings.sync.lookback_days)
         return start, self.now
 
@@ -221,9 +227,10 @@ class _Run:
             self._resume_unsettled()
             days = slice_days(report.window_start, report.window_end, self.tz)
             self.progress("days", len(days))
-            choices = self._choose_per_person(report.window_start, report.window_end)
-            for day in days:
-                self._process_day(day, choices)
+            # Newest day first: a person is asked about their most recent sale of the run,
+            # and their older sales on earlier days are then duplicate_in_run.
+            for day in reversed(days):
+                self._process_day(day)
         except (PosError, ProviderError, LedgerError) as exc:
             return self._fail(exc, started)
         finally:
@@ -259,24 +266,10 @@ class _Run:
         error.report = report  # type: ignore[attr-defined]
         raise error from exc
 
-    # --- one run: who is asked about which sale -------------------------------------------
-
-    def _choose_per_person(self, start: datetime, end: datetime) -> RunChoices:
-        """A first pass over the whole window, writing nothing: which eligible sale of each
-        person is the most recent. Days are then decided in order, durably one at a time,
-        and an older sale of someone who bought again later in the window is recorded as
-        ``duplicate_in_run`` instead of taking the survey from the newer one."""
-        choices = RunChoices()
-        for chunk in self.pos.sales(start, end):
-            sales = [item for item in chunk if not isinstance(item, RowProblem)]
-            for sale, facts, decision in self._decide(sales)[0]:
-                if decision.send:
-                    choices.offer(sale, facts.keys[sale.transaction_id])
-        return choices
-
     # --- one business day ----------------------------------------------------------------
 
-    def _process_day(self, day: DaySlice, choices: RunChoices) -> None:
+    def _process_day(self, day: DaySlice) -> None:
+        choices = RunChoices()
         eligible: list[tuple[Sale, _Facts]] = []
         for chunk in self.pos.sales(day.start, day.end):
             eligible.extend(self._decide_chunk(chunk, choices))
@@ -288,17 +281,15 @@ class _Run:
         self._record_skips([(s, f, SkipReason.DUPLICATE_IN_RUN) for s, f in losers])
         for batch in _batches(chosen, self.provider.max_batch_size):
             self._claim_and_send(batch)
-        self.ledger.mark_covered(
-            day.day, day.end, self.report.run_id, by_sync=self.request.kind != "backfill"
-        )
-        self.report.days.append(day.day)
+        self.ledger.mark_covered(day.day, day.end, self.report.run_id)
+        bisect.insort(self.report.days, day.day)
         self.progress("day", 1)
         log.info("day.covered", day=day.day.isoformat(), until=day.end.isoformat())
 
     def _decide_chunk(
         self, chunk: list[Sale | RowProblem], choices: RunChoices
     ) -> list[tuple[Sale, _Facts]]:
-        """Record the chunk's skips; return the sales that passed every rule so far."""
+        """Record the chunk's skips; offer the rest to the day's choice and return them."""
         decided, already = self._decide(self._readable(chunk))
         self.report.counts["already_decided"] += already
         skips: list[tuple[Sale, _Facts, SkipReason]] = []
@@ -307,7 +298,6 @@ class _Run:
             if decision.reason is not None:
                 skips.append((sale, facts, decision.reason))
             else:
-                # Offered again: a sale that appeared after the first pass still competes.
                 choices.offer(sale, facts.keys[sale.transaction_id])
                 eligible.append((sale, facts))
         self._record_skips(skips)
@@ -373,9 +363,11 @@ class _Run:
 
     def _history(self, sale: Sale, facts: _Facts) -> PersonHistory:
         keys = facts.keys[sale.transaction_id]
-        times = [facts.cooldowns[k][0] for k in keys if k in facts.cooldowns]
+        holders = [facts.cooldowns[k] for k in keys if k in facts.cooldowns]
+        earlier = [h.last_request_at for h in holders if h.run_id != self.report.run_id]
         return PersonHistory(
-            last_request_at=max(times) if times else None,
+            last_request_at=max(earlier) if earlier else None,
+            asked_in_this_run=any(h.run_id == self.report.run_id for h in holders),
             suppressed=any(k in facts.suppressed for k in keys),
             transaction_suppressed=(
                 self.ledger.keys.transaction(sale.transaction_id) in facts.transactions_suppressed
@@ -416,7 +408,7 @@ class _Run:
             location_id=sale.location_id,
             person_key=keys[0],
             keys=keys,
-            seen={k: facts.cooldowns[k][1] if k in facts.cooldowns else None for k in keys},
+            seen={k: facts.cooldowns[k].request_id if k in facts.cooldowns else None for k in keys},
             email=sale.email.strip() if sale.email else email,
             email_masked=mask_email(email),
             payload=_payload(sale),

@@ -84,7 +84,6 @@ coverage = Table(
     Column("store", String(64), primary_key=True),
     Column("day", Date, primary_key=True),
     Column("covered_until", UtcDateTime, nullable=False),  # by any run, backfill included
-    Column("sync_until", UtcDateTime),  # by sync runs only: the bookmark the next sync uses
     Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
 )
 

@@ -81,6 +81,15 @@ class LedgerError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class CooldownRow:
+    """The request that started a person key's cooldown."""
+
+    last_request_at: datetime
+    request_id: str
+    run_id: str | None  # None only if the request row is gone
+
+
+@dataclass(frozen=True, slots=True)
 class SkipRow:
     transaction_id: str
     sale_at: datetime
@@ -234,28 +243,36 @@ class Ledger:
                 )
             )
 
-    def covered_end(self, *, by_sync: bool = False) -> datetime | None:
-        """How far the store is covered; ``by_sync``: how far scheduled/manual syncs got.
-
-        The sync bookmark moves only with sync runs: a backfill that reaches the present after
-        a gap must not make the next sync jump over that gap.
-        """
-        column = coverage.c.sync_until if by_sync else coverage.c.covered_until
+    def covered_end(self) -> datetime | None:
+        """The latest moment any run (backfill included) has decided and settled up to."""
         with self.transaction() as conn:
             end: datetime | None = conn.scalar(
-                select(func.max(column)).where(coverage.c.store == self.store)
+                select(func.max(coverage.c.covered_until)).where(coverage.c.store == self.store)
             )
         return end
 
-    def mark_covered(self, day: date, until: datetime, run_id: str, *, by_sync: bool) -> None:
+    def sync_bookmark(self) -> datetime | None:
+        """Where the next sync picks up: the cutoff of the latest successful sync run.
+
+        A successful sync started at (or, with its look-back, before) the bookmark it found,
+        so everything up to its cutoff is covered. A failed run moves nothing, even for the
+        days it finished (the next run reads them again; their decisions stand), and a
+        backfill moves nothing, so that one reaching the present after a gap cannot make the
+        next sync jump over that gap.
+        """
+        query = select(func.max(runs.c.window_end)).where(
+            runs.c.store == self.store,
+            runs.c.kind != "backfill",
+            runs.c.status == "succeeded",
+            runs.c.dry_run.is_(False),
+        )
+        with self.transaction() as conn:
+            end: datetime | None = conn.scalar(query)
+        return end
+
+    def mark_covered(self, day: date, until: datetime, run_id: str) -> None:
         """Record that ``day`` is decided and settled up to ``until``; never moves backwards."""
-        row = {
-            "store": self.store,
-            "day": day,
-            "covered_until": until,
-            "sync_until": until if by_sync else None,
-            "run_id": run_id,
-        }
+        row = {"store": self.store, "day": day, "covered_until": until, "run_id": run_id}
         with self.transaction() as conn:
             statement = _dialect_insert(conn)(coverage).values(**row)
             new = statement.excluded
@@ -263,7 +280,6 @@ class Ledger:
                 index_elements=["store", "day"],
                 set_={
                     "covered_until": _later(new.covered_until, coverage.c.covered_until),
-                    "sync_until": _later(new.sync_until, coverage.c.sync_until),
                     "run_id": new.run_id,
                 },
             )
@@ -285,15 +301,22 @@ class Ledger:
                 found.update(conn.scalars(query))
         return found
 
-    def cooldown_rows(self, keys: Iterable[str]) -> dict[str, tuple[datetime, str]]:
-        """person key -> (last request time, request id) for the keys that have one."""
-        found: dict[str, tuple[datetime, str]] = {}
+    def cooldown_rows(self, keys: Iterable[str]) -> dict[str, CooldownRow]:
+        """person key -> the request that holds its cooldown, for the keys that have one."""
+        found: dict[str, CooldownRow] = {}
         with self.transaction() as conn:
             for part in _chunks(sorted(set(keys))):
-                query = select(
-                    cooldowns.c.person_key, cooldowns.c.last_request_at, cooldowns.c.request_id
-                ).where(cooldowns.c.person_key.in_(part))
-                found.update({row[0]: (row[1], row[2]) for row in conn.execute(query)})
+                query = (
+                    select(
+                        cooldowns.c.person_key,
+                        cooldowns.c.last_request_at,
+                        cooldowns.c.request_id,
+                        requests.c.run_id,
+                    )
+                    .outerjoin(requests, requests.c.id == cooldowns.c.request_id)
+                    .where(cooldowns.c.person_key.in_(part))
+                )
+                found.update({row[0]: CooldownRow(*row[1:]) for row in conn.execute(query)})
         return found
 
     def suppressed(self, kind: str, keys: Iterable[str]) -> set[str]:

@@ -71,7 +71,6 @@ def upgrade() -> None:
         sa.Column("store", sa.String(length=64), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("covered_until", sa.DateTime(), nullable=False),
-        sa.Column("sync_until", sa.DateTime(), nullable=True),
         sa.Column("run_id", sa.String(length=32), nullable=False),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_coverage_run_id_runs")),
         sa.PrimaryKeyConstraint("store", "day", name=op.f("pk_coverage")),
