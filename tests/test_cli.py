@@ -112,6 +112,16 @@ def test_a_bad_time_zone_stops_the_program_naming_value_and_hint(store: Store) -
     assert not store.ledger_path.exists()
 
 
+def test_a_sender_that_is_not_an_address_stops_the_program(store: Store) -> None:
+    """A From address with a typo is a config error, not a night of failed requests."""
+    store.extra["email"] = {"from_address": '"feedback@@demo-cycles.example"'}
+    result = store.cli("sync")
+    assert result.exit_code == 2
+    assert "email.from_address = 'feedback@@demo-cycles.example': not an email address" in (
+        result.output
+    )
+
+
 def test_excluding_every_location_is_refused(store: Store) -> None:
     """At least one location must stay active; excluding all of them is a config error."""
     store.extra["rules"] = {"excluded_locations": '["1", "2", "3"]'}

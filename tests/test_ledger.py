@@ -43,7 +43,7 @@ class ScriptedProvider:
             raise ProviderUnavailable("connection refused")
         results = []
         for item in batch:
-            to = item.message["To"].addresses[0].addr_spec
+            to = item.message.recipient.addr_spec
             if to in self.refuse:
                 results.append(SendResult(item.request_id, "rejected", error="550 no such user"))
             else:

@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -184,6 +185,17 @@ class EmailSettings(Section):
     link_secret: SecretStr = SecretStr("change-me-demo-link-secret")
     link_secret_file: Path | None = None
     link_valid_days: Annotated[int, Field(ge=1, le=365)] = 60
+
+    @field_validator("from_address", "reply_to", "unsubscribe_mailto")
+    @classmethod
+    def _an_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            validate_email(value, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValueError(f"not an email address: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _resolve(self) -> EmailSettings:

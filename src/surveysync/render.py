@@ -13,7 +13,7 @@ from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from functools import cached_property
 from typing import Any
 
@@ -103,21 +103,32 @@ class Renderer:
                 return candidate
         raise RenderError("no template locale available")
 
-    def message(
+    def render(
         self, request_id: str, email: str, payload: dict[str, Any], now: datetime
-    ) -> EmailMessage:
+    ) -> SurveyEmail:
+        """The survey email for one request, in the customer's language."""
         context = self._context(request_id, payload)
         locale = self.locale_for(payload.get("language"))
-        recipient = deliverable(email)
-        message = EmailMessage(
-            policy=SMTPUTF8_POLICY if recipient.needs_smtputf8 else MESSAGE_POLICY
+        return SurveyEmail(
+            request_id=request_id,
+            sender=self._sender,
+            reply_to=self._email.reply_to,
+            recipient=deliverable(email),
+            recipient_name=_full_name(payload),
+            subject=clean_text(self._render(locale, "subject.txt", context), 200),
+            text=self._render(locale, "body.txt", context),
+            html=self._render(locale, "body.html", context),
+            locale=locale,
+            date=now,
+            unsubscribe_url=context["unsubscribe_url"],
+            unsubscribe_mailto=(
+                f"mailto:{self._email.unsubscribe_mailto}?subject=unsubscribe-{request_id}"
+            ),
         )
-        self._headers(message, request_id, recipient, payload, context, locale, now)
-        message.set_content(self._render(locale, "body.txt", context), cte="quoted-printable")
-        message.add_alternative(
-            self._render(locale, "body.html", context), subtype="html", cte="quoted-printable"
-        )
-        return message
+
+    @cached_property
+    def _sender(self) -> Address:
+        return _address(self._email.from_name, self._email.from_address)
 
     def _context(self, request_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         token = self._signer.dumps(request_id)
@@ -133,34 +144,61 @@ class Renderer:
     def _render(self, locale: str, name: str, context: dict[str, Any]) -> str:
         return self._env.get_template(f"{locale}/{name}").render(context)
 
-    def _headers(
-        self,
-        message: EmailMessage,
-        request_id: str,
-        recipient: Recipient,
-        payload: dict[str, Any],
-        context: dict[str, Any],
-        locale: str,
-        now: datetime,
-    ) -> None:
-        sender = _address(self._email.from_name, self._email.from_address)
-        message["From"] = sender
+
+@dataclass(frozen=True, slots=True)
+class SurveyEmail:
+    """One rendered survey request: what every provider needs, before any wire format.
+
+    HTTP providers send its parts as JSON; ``to_mime`` builds the RFC 5322 message for the
+    outbox and SMTP. Building MIME costs some twenty times more than rendering, so it is only
+    done by the providers that need it.
+    """
+
+    request_id: str
+    sender: Address
+    reply_to: str | None
+    recipient: Recipient
+    recipient_name: str  # cleaned: one line, bounded
+    subject: str  # cleaned: one line, bounded
+    text: str
+    html: str
+    locale: str
+    date: datetime
+    unsubscribe_url: str
+    unsubscribe_mailto: str
+
+    @property
+    def message_id(self) -> str:
+        return f"<{self.request_id}@{self.sender.domain}>"
+
+    def extra_headers(self) -> dict[str, str]:
+        """The headers beyond From/To/Subject/Date that every provider must pass on."""
+        return {
+            "Message-ID": self.message_id,
+            "List-Unsubscribe": f"<{self.unsubscribe_url}>, <{self.unsubscribe_mailto}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Content-Language": self.locale,
+            "X-Surveysync-Request": self.request_id,
+        }
+
+    def to_mime(self) -> EmailMessage:
+        """The RFC 5322 message: text and HTML alternatives, quoted-printable."""
+        smtputf8 = self.recipient.needs_smtputf8
+        message = EmailMessage(policy=SMTPUTF8_POLICY if smtputf8 else MESSAGE_POLICY)
+        message["From"] = self.sender
         # Built from its parts: the header parser refuses a non-ASCII local part as addr_spec.
         message["To"] = Address(
-            clean_text(_full_name(payload)), recipient.local_part, recipient.domain
+            self.recipient_name, self.recipient.local_part, self.recipient.domain
         )
-        if self._email.reply_to:
-            message["Reply-To"] = self._email.reply_to
-        message["Subject"] = clean_text(self._render(locale, "subject.txt", context), 200)
-        message["Date"] = format_datetime(now)
-        message["Message-ID"] = make_msgid(idstring=request_id, domain=sender.domain or None)
-        message["List-Unsubscribe"] = (
-            f"<{context['unsubscribe_url']}>, "
-            f"<mailto:{self._email.unsubscribe_mailto}?subject=unsubscribe-{request_id}>"
-        )
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message["Content-Language"] = locale
-        message["X-Surveysync-Request"] = request_id
+        if self.reply_to:
+            message["Reply-To"] = self.reply_to
+        message["Subject"] = self.subject
+        message["Date"] = format_datetime(self.date)
+        for name, value in self.extra_headers().items():
+            message[name] = value
+        message.set_content(self.text, cte="quoted-printable")
+        message.add_alternative(self.html, subtype="html", cte="quoted-printable")
+        return message
 
 
 def _full_name(payload: dict[str, Any]) -> str:

@@ -427,7 +427,7 @@ class _Run:
         failed: list[Settlement] = []
         for item in batch:
             try:
-                message = self.renderer.message(item.request_id, item.email, item.payload, self.now)
+                message = self.renderer.render(item.request_id, item.email, item.payload, self.now)
             except RenderError as exc:
                 log.warning("request.unrenderable", request_id=item.request_id, error=str(exc))
                 failed.append(Settlement(item.request_id, "failed", error=str(exc)))

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Literal, Protocol
+
+from surveysync.render import SurveyEmail
 
 Outcome = Literal["sent", "rejected", "failed"]
 
@@ -36,7 +37,7 @@ class ProviderInDoubt(ProviderError):
 class OutgoingEmail:
     request_id: str
     idempotency_key: str
-    message: EmailMessage
+    message: SurveyEmail
 
 
 @dataclass(frozen=True, slots=True)

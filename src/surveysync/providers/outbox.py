@@ -46,7 +46,7 @@ class OutboxProvider:
             ) from exc
 
     def _write(self, email: OutgoingEmail) -> SendResult:
-        data = email.message.as_bytes()
+        data = email.message.to_mime().as_bytes()
         target = self.folder / f"{email.idempotency_key}.eml"
         try:
             fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
