@@ -89,6 +89,7 @@ class Renderer:
             autoescape=select_autoescape(["html"]),
             undefined=StrictUndefined,
             keep_trailing_newline=False,
+            auto_reload=False,  # templates do not change under a run; no stat() per email
         )
         self._signer = URLSafeTimedSerializer(email.link_secret.get_secret_value(), salt=LINK_SALT)
 

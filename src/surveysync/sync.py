@@ -168,8 +168,7 @@ class _Facts:
     emails: dict[str, str]  # transaction id -> normalized email
     keys: dict[str, tuple[str, ...]]  # transaction id -> person keys (email key first)
     cooldowns: dict[str, CooldownRow]
-    suppressed: set[str]
-    transactions_suppressed: set[str]
+    suppressed: set[str]  # person and transaction keys
 
 
 class _Run:
@@ -340,18 +339,11 @@ class _Run:
             if email:
                 emails[sale.transaction_id] = email
             keys[sale.transaction_id] = self._person_keys(sale, email)
-        all_keys = [k for ks in keys.values() for k in ks]
         tx_keys = [self.ledger.keys.transaction(s.transaction_id) for s in sales]
-        return _Facts(
-            emails=emails,
-            keys=keys,
-            cooldowns=self.ledger.cooldown_rows(all_keys),
-            suppressed=(
-                self.ledger.suppressed("email", [k for k in all_keys if k.startswith("e:")])
-                | self.ledger.suppressed("customer", [k for k in all_keys if k.startswith("c:")])
-            ),
-            transactions_suppressed=self.ledger.suppressed("transaction", tx_keys),
+        cooldowns, suppressed = self.ledger.known_about(
+            [k for ks in keys.values() for k in ks], tx_keys
         )
+        return _Facts(emails=emails, keys=keys, cooldowns=cooldowns, suppressed=suppressed)
 
     def _person_keys(self, sale: Sale, email: str | None) -> tuple[str, ...]:
         keys: list[str] = []
@@ -370,7 +362,7 @@ class _Run:
             asked_in_this_run=any(h.run_id == self.report.run_id for h in holders),
             suppressed=any(k in facts.suppressed for k in keys),
             transaction_suppressed=(
-                self.ledger.keys.transaction(sale.transaction_id) in facts.transactions_suppressed
+                self.ledger.keys.transaction(sale.transaction_id) in facts.suppressed
             ),
         )
 

@@ -72,6 +72,7 @@ PENDING, SENDING, SENT, FAILED, REJECTED, IN_DOUBT = (
     "in_doubt",
 )
 UNSETTLED = (PENDING, SENDING, IN_DOUBT)
+SUPPRESSION_KINDS = ("email", "customer", "transaction")
 _SECRET_NAME = "person_key_secret"
 _IN_CHUNK = 500  # bound for IN (...) lists, well under every driver's parameter limit
 
@@ -301,32 +302,41 @@ class Ledger:
                 found.update(conn.scalars(query))
         return found
 
-    def cooldown_rows(self, keys: Iterable[str]) -> dict[str, CooldownRow]:
-        """person key -> the request that holds its cooldown, for the keys that have one."""
-        found: dict[str, CooldownRow] = {}
+    def known_about(
+        self, person_keys: Iterable[str], transaction_keys: Iterable[str]
+    ) -> tuple[dict[str, CooldownRow], set[str]]:
+        """For one chunk of sales, in one read: who holds each person key's cooldown, and
+        which of these person and transaction keys are suppressed."""
+        people = sorted(set(person_keys))
         with self.transaction() as conn:
-            for part in _chunks(sorted(set(keys))):
-                query = (
-                    select(
-                        cooldowns.c.person_key,
-                        cooldowns.c.last_request_at,
-                        cooldowns.c.request_id,
-                        requests.c.run_id,
-                    )
-                    .outerjoin(requests, requests.c.id == cooldowns.c.request_id)
-                    .where(cooldowns.c.person_key.in_(part))
+            cooldowns = self._cooldown_rows(conn, people)
+            suppressed = self._suppressed(conn, [*people, *sorted(set(transaction_keys))])
+        return cooldowns, suppressed
+
+    def _cooldown_rows(self, conn: Connection, keys: Sequence[str]) -> dict[str, CooldownRow]:
+        found: dict[str, CooldownRow] = {}
+        for part in _chunks(keys):
+            query = (
+                select(
+                    cooldowns.c.person_key,
+                    cooldowns.c.last_request_at,
+                    cooldowns.c.request_id,
+                    requests.c.run_id,
                 )
-                found.update({row[0]: CooldownRow(*row[1:]) for row in conn.execute(query)})
+                .outerjoin(requests, requests.c.id == cooldowns.c.request_id)
+                .where(cooldowns.c.person_key.in_(part))
+            )
+            found.update({row[0]: CooldownRow(*row[1:]) for row in conn.execute(query)})
         return found
 
-    def suppressed(self, kind: str, keys: Iterable[str]) -> set[str]:
+    def _suppressed(self, conn: Connection, keys: Sequence[str]) -> set[str]:
+        # Keys are unique across kinds by their prefix (e:, c:, t:), so one query serves all.
         found: set[str] = set()
-        with self.transaction() as conn:
-            for part in _chunks(sorted(set(keys))):
-                query = select(suppressions.c.key).where(
-                    suppressions.c.kind == kind, suppressions.c.key.in_(part)
-                )
-                found.update(conn.scalars(query))
+        for part in _chunks(keys):
+            query = select(suppressions.c.key).where(
+                suppressions.c.kind.in_(SUPPRESSION_KINDS), suppressions.c.key.in_(part)
+            )
+            found.update(conn.scalars(query))
         return found
 
     # --- decisions and claims ------------------------------------------------------------
@@ -424,8 +434,10 @@ class Ledger:
         ]
         conn.execute(_claim_statement(conn), params)
         holders = self._holders(conn, [p["person_key"] for p in params])
-        won = [c for c in candidates if all(holders.get(k) == c.request_id for k in c.keys)]
-        lost = [c for c in candidates if c not in won]
+        won: list[Candidate] = []
+        lost: list[Candidate] = []
+        for c in candidates:
+            (won if all(holders.get(k) == c.request_id for k in c.keys) else lost).append(c)
         self._give_back(
             conn,
             [(k, c.request_id) for c in lost for k in c.keys if holders.get(k) == c.request_id],
