@@ -5,9 +5,10 @@ from __future__ import annotations
 import email
 import email.policy
 import io
-import sqlite3
+import os
+import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 from click.testing import CliRunner, Result
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from surveysync import logging as logs
 from surveysync.cli import main
@@ -43,7 +47,7 @@ def quiet_logs() -> Iterator[io.StringIO]:
 class Store:
     """A store under test: POS rows are added with ``pos``, runs made with ``run``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ledger_url: str | None = None) -> None:
         self.root = root
         self.pos: PosWriter = new_pos(root / "pos.sqlite")
         self.pos.location(1, "Centrum")
@@ -51,6 +55,7 @@ class Store:
         self.pos.location(3, "Magazijn")
         self.pos.employee(1, "Anouk")
         self.ledger_path = root / "ledger.sqlite"
+        self.ledger_url = ledger_url or f"sqlite:///{self.ledger_path.as_posix()}"
         self.outbox = root / "outbox"
         self.config_path = root / "surveysync.toml"
         self.first_run_start = "2026-01-01T00:00:00"
@@ -77,7 +82,7 @@ class Store:
                 "locations": '{ "1" = "Centrum", "2" = "Noord", "3" = "Magazijn" }',
             },
             "pos": {"url": f'"sqlite:///{(self.root / "pos.sqlite").as_posix()}"'},
-            "ledger": {"url": f'"sqlite:///{self.ledger_path.as_posix()}"'},
+            "ledger": {"url": f'"{self.ledger_url}"'},
             "sync": {"first_run_start": self.first_run_start},
             "provider": {"outbox_dir": f'"{self.outbox.as_posix()}"'},
         }
@@ -104,9 +109,15 @@ class Store:
 
     # --- what a user would look at ---------------------------------------------------------
 
-    def ledger_rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.ledger_path) as conn:
-            return conn.execute(sql, params).fetchall()
+    def ledger_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of plain SQL on the ledger, whichever database it is; dates come back as text."""
+        engine = create_engine(self.ledger_url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.exec_driver_sql(sql).fetchall()
+        finally:
+            engine.dispose()
+        return [tuple(_as_text(value) for value in row) for row in rows]
 
     def decisions(self) -> dict[str, str]:
         """transaction id -> reason code, or 'request' when a survey request was made."""
@@ -127,9 +138,62 @@ class Store:
         return sorted(str(m["To"].addresses[0].addr_spec) for m in self.messages())
 
 
+def _as_text(value: Any) -> Any:
+    # SQLite hands back dates and times as text; PostgreSQL as objects. Tests compare text.
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path)
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+# CI sets this: there a test that needs a server fails when the server is missing, never skips.
+REQUIRE_SERVICES = os.environ.get("SURVEYSYNC_REQUIRE_SERVICES") == "1"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "SURVEYSYNC_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def server_missing(what: str, why: object) -> None:
+    """Skip on a laptop without the server; fail loudly where servers are required."""
+    message = f"{what} is not reachable ({why})"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}; SURVEYSYNC_REQUIRE_SERVICES=1 requires it", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"surveysync_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except (SQLAlchemyError, ImportError) as exc:
+        admin.dispose()
+        server_missing(f"PostgreSQL at {POSTGRES_ADMIN_URL}", exc)
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every ledger backend the product supports, for tests that must hold on each."""
+    if request.param == "sqlite":
+        return f"sqlite:///{(tmp_path / 'ledger.sqlite').as_posix()}"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 def days(n: int) -> timedelta:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -15,6 +18,14 @@ from surveysync.ledger.schema import metadata
 from surveysync.providers import OutgoingEmail, ProviderUnavailable, SendResult
 from surveysync.sync import SyncError, SyncRequest, run_sync
 from tests.conftest import Store, local
+
+STATUS_COUNTS = "SELECT status, COUNT(*) FROM requests GROUP BY status ORDER BY status"
+
+
+@pytest.fixture
+def store(tmp_path: Path, ledger_url: str) -> Store:
+    """The ledger's promises hold on every backend: these tests run on SQLite and PostgreSQL."""
+    return Store(tmp_path, ledger_url)
 
 
 class Crash(BaseException):
@@ -70,7 +81,7 @@ def test_a_crash_mid_send_then_restart_never_sends_twice_without_idempotency(sto
     provider = ScriptedProvider(crash_on_call=2)
     with pytest.raises(Crash):
         run_sync(store.settings(), SyncRequest(now=local(2026, 11, 20, 23)), provider=provider)
-    assert store.ledger_rows("SELECT status, COUNT(*) FROM requests GROUP BY status") == [
+    assert store.ledger_rows(STATUS_COUNTS) == [
         ("sending", 2),
         ("sent", 2),
     ]
@@ -86,7 +97,7 @@ def test_a_crash_mid_send_then_restart_never_sends_twice_without_idempotency(sto
         "c1@example.com",
         "c4@example.com",
     ]
-    assert store.ledger_rows("SELECT status, COUNT(*) FROM requests GROUP BY status") == [
+    assert store.ledger_rows(STATUS_COUNTS) == [
         ("in_doubt", 2),
         ("sent", 3),
     ]
@@ -111,7 +122,7 @@ def test_after_a_crash_an_idempotent_provider_gets_the_same_key_again(store: Sto
     files = {path.stem for path in store.outbox.glob("*.eml")}
     assert in_flight <= files
     assert len(store.messages()) == 3  # the two in flight and the one never tried
-    assert store.ledger_rows("SELECT status, COUNT(*) FROM requests GROUP BY status") == [
+    assert store.ledger_rows(STATUS_COUNTS) == [
         ("sent", 5)
     ]
 
@@ -126,7 +137,7 @@ def test_an_unavailable_provider_fails_the_run_and_the_next_run_sends(store: Sto
             provider=ScriptedProvider(unavailable=True),
         )
     # The first batch (two) was claimed and waits; the rest of the day is not decided yet.
-    assert store.ledger_rows("SELECT status, COUNT(*) FROM requests GROUP BY status") == [
+    assert store.ledger_rows(STATUS_COUNTS) == [
         ("pending", 2)
     ]
     assert store.ledger_rows("SELECT COUNT(*) FROM decisions") == [(2,)]
@@ -211,9 +222,7 @@ def _candidate(ledger: Ledger, email: str, seen: str | None) -> Candidate:
 
 def test_two_processes_on_one_ledger_cannot_both_claim_a_person(store: Store) -> None:
     """Two ledgers that both read 'never asked' race for one person: exactly one wins."""
-    store.settings()
-    url = f"sqlite:///{store.ledger_path}"
-    first, second = Ledger.open(url, "north"), Ledger.open(url, "south")
+    first, second = Ledger.open(store.ledger_url, "north"), Ledger.open(store.ledger_url, "south")
     run_a = first.start_run("sync", local(2026, 11, 20, 23), dry_run=False)
     run_b = second.start_run("sync", local(2026, 11, 20, 23), dry_run=False)
 
@@ -234,9 +243,64 @@ def test_two_processes_on_one_ledger_cannot_both_claim_a_person(store: Store) ->
     ]
 
 
+def test_two_stores_claiming_the_same_people_at_once_ask_each_person_once(
+    store: Store,
+) -> None:
+    """Two processes on one ledger, both having read 'never asked' for the same 60 people,
+    claim them in one batch each, at the same moment, in opposite orders: every person is
+    claimed exactly once, and neither fails (on PostgreSQL this deadlocked before claims
+    took their rows in key order)."""
+    emails = [f"p{n}@example.com" for n in range(60)]
+    barrier = threading.Barrier(2)
+    won: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def claim_all(ledger: Ledger, order: list[str]) -> None:
+        store_id = ledger.store
+        try:
+            run = ledger.start_run("sync", local(2026, 11, 20, 23), dry_run=False)
+            candidates = [_candidate(ledger, email, None) for email in order]
+            barrier.wait(timeout=30)
+            claimed, _ = ledger.claim(run, candidates, local(2026, 11, 20, 23))
+            won[store_id] = [c.email for c in claimed]
+        except BaseException as exc:  # asserted on below, in the test's own thread
+            errors.append(exc)
+        finally:
+            ledger.close()
+
+    # Opened (and migrated) one after the other: Alembic's context is process-global.
+    north, south = Ledger.open(store.ledger_url, "north"), Ledger.open(store.ledger_url, "south")
+    threads = [
+        threading.Thread(target=claim_all, args=(north, emails)),
+        threading.Thread(target=claim_all, args=(south, emails[::-1])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert errors == []
+    assert sorted(won["north"] + won["south"]) == sorted(emails)
+    assert store.ledger_rows("SELECT COUNT(*) FROM requests") == [(60,)]
+    assert store.ledger_rows("SELECT COUNT(*) FROM decisions WHERE reason = 'cooldown'") == [(60,)]
+
+
+def _open_and_close(url: str) -> str:
+    Ledger.open(url, "store").close()
+    return "ok"
+
+
+def test_two_processes_starting_on_a_new_ledger_both_come_up(store: Store) -> None:
+    """Two stores' daemons starting at the same moment on an empty ledger both migrate it
+    (one waits for the other) instead of one failing on a table the other just made."""
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.map(_open_and_close, [store.ledger_url] * 4) == ["ok"] * 4
+    assert len(store.ledger_rows("SELECT version_num FROM alembic_version")) == 1
+
+
 def test_the_migrations_create_exactly_the_models(store: Store) -> None:
     """A ledger built by the Alembic history matches the tables the code uses, to the column."""
-    engine = create_ledger_engine(f"sqlite:///{store.ledger_path}")
+    engine = create_ledger_engine(store.ledger_url)
     with engine.begin() as conn:
         migrate.upgrade(conn)
         assert migrate.current_revision(conn) == migrate.head_revision()

@@ -74,6 +74,7 @@ PENDING, SENDING, SENT, FAILED, REJECTED, IN_DOUBT = (
 UNSETTLED = (PENDING, SENDING, IN_DOUBT)
 SUPPRESSION_KINDS = ("email", "customer", "transaction")
 _SECRET_NAME = "person_key_secret"
+_MIGRATION_LOCK_ID = 0x5375_7276_6579  # "Survey": any constant shared by every surveysync
 _IN_CHUNK = 500  # bound for IN (...) lists, well under every driver's parameter limit
 
 
@@ -178,6 +179,11 @@ class Ledger:
 
     def _migrate(self) -> None:
         with self.transaction() as conn:
+            if conn.dialect.name == "postgresql":
+                # Daemons of several stores may start at once on a new ledger: one migrates,
+                # the others wait for it, then find nothing left to do. (SQLite's BEGIN
+                # IMMEDIATE already serializes them.)
+                conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK_ID)))
             migrate.upgrade(conn)
 
     def _person_secret(self, configured: str | None) -> bytes:
@@ -432,6 +438,9 @@ class Ledger:
             for c in candidates
             for key in c.keys
         ]
+        # Rows are locked in key order, the same in every process: two processes claiming
+        # overlapping people can wait for each other but never deadlock.
+        params.sort(key=lambda row: str(row["person_key"]))
         conn.execute(_claim_statement(conn), params)
         holders = self._holders(conn, [p["person_key"] for p in params])
         won: list[Candidate] = []
@@ -457,7 +466,7 @@ class Ledger:
         """Undo claims: restore what each cooldown row held before, or drop a new row."""
         if not held:
             return
-        params = [{"k": key, "rid": request_id} for key, request_id in held]
+        params = [{"k": key, "rid": request_id} for key, request_id in sorted(held)]
         mine = and_(
             cooldowns.c.person_key == bindparam("k"), cooldowns.c.request_id == bindparam("rid")
         )
