@@ -635,6 +635,9 @@ def _sqlite_transactions(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA busy_timeout = 30000")
+        # 16 MB of page cache (default 2 MB): the decision indexes of a long catch-up stay
+        # in memory; measured 1.15x faster on a 100k-sale run (benchmarks/bench_sync.py).
+        cursor.execute("PRAGMA cache_size = -16000")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
