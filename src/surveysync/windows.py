@@ -43,14 +43,14 @@ def slice_days(start: datetime, end: datetime, tz: ZoneInfo) -> list[DaySlice]:
 
 
 def sync_start(
-    covered_end: datetime | None, first_run_start: datetime, lookback_days: int
+    bookmark: datetime | None, first_run_start: datetime, lookback_days: int
 ) -> datetime:
-    """Where a scheduled or manual run starts reading: the last covered end minus a look-back
-    (sales finalized late or stamped with an older time are not lost), or the configured
-    first start on the very first run."""
-    if covered_end is None:
+    """Where a scheduled or manual run starts reading: the bookmark (the cutoff of the last
+    successful sync) minus a look-back, so that sales finalized late or stamped with an older
+    time are not lost; or the configured first start on the very first run."""
+    if bookmark is None:
         return first_run_start
-    return covered_end - timedelta(days=lookback_days)
+    return bookmark - timedelta(days=lookback_days)
 
 
 def backfill_bounds(
