@@ -41,6 +41,8 @@ class ScriptedProvider:
     unavailable: bool = False
     unavailable_from_call: int | None = None
     refuse: set[str] = field(default_factory=set)
+    no_answer: set[str] = field(default_factory=set)  # addresses it returns no result for
+    attempts: list[str] = field(default_factory=list)
     name: str = "scripted"
     max_batch_size: int = 2
     delivered: list[str] = field(default_factory=list)
@@ -55,6 +57,9 @@ class ScriptedProvider:
         results = []
         for item in batch:
             to = item.message.recipient.addr_spec
+            self.attempts.append(to)
+            if to in self.no_answer:
+                continue
             if to in self.refuse:
                 results.append(SendResult(item.request_id, "rejected", error="550 no such user"))
             else:
@@ -185,6 +190,33 @@ def test_a_refused_address_is_rejected_and_does_not_start_a_cooldown(store: Stor
     later = ScriptedProvider()
     run_sync(store.settings(), SyncRequest(now=local(2026, 11, 25, 23)), provider=later)
     assert later.delivered == ["c2@example.com"]
+
+
+def test_a_refused_person_is_tried_once_per_run_not_once_per_day(store: Store) -> None:
+    """After nights off, a customer whose address the provider refuses gets one attempt,
+    about the newest sale; their older sale in the same run is duplicate_in_run."""
+    store.customer("C1")
+    store.pos.sale("C1", datetime(2026, 11, 18, 12, 0))
+    store.pos.sale("C1", datetime(2026, 11, 20, 12, 0))
+    store.run(local(2026, 11, 17, 23))
+    provider = ScriptedProvider(refuse={"c1@example.com"})
+    run_sync(store.settings(), SyncRequest(now=local(2026, 11, 20, 23)), provider=provider)
+
+    assert provider.attempts == ["c1@example.com"]
+    assert store.decisions() == {"1": "duplicate_in_run", "2": "request"}
+    assert store.ledger_rows(STATUS_COUNTS) == [("rejected", 1)]
+
+
+def test_a_request_the_provider_gives_no_answer_for_is_held_in_doubt(store: Store) -> None:
+    """A provider that returns no result for one request leaves it in doubt, listed by
+    status, never in 'sending' under a day marked covered; the others are sent."""
+    _five_customers(store)
+    provider = ScriptedProvider(no_answer={"c3@example.com"})
+    report = run_sync(store.settings(), SyncRequest(now=local(2026, 11, 20, 23)), provider=provider)
+
+    assert (report.counts["sent"], report.counts["in_doubt"]) == (4, 1)
+    assert store.ledger_rows(STATUS_COUNTS) == [("in_doubt", 1), ("sent", 4)]
+    assert "in_doubt" in store.cli("status").output
 
 
 def test_settled_requests_forget_the_address(store: Store) -> None:

@@ -190,6 +190,7 @@ class _Run:
         self.tz = settings.store.tz
         self.now = request.now.astimezone(self.tz)
         self.renderer = Renderer(settings.store, settings.email)
+        self._asked_not_reached: set[str] = set()  # person keys
         start, end = self._window()
         self.report = RunReport("", request.kind, request.dry_run, start, end)
 
@@ -359,7 +360,8 @@ class _Run:
         earlier = [h.last_request_at for h in holders if h.run_id != self.report.run_id]
         return PersonHistory(
             last_request_at=max(earlier) if earlier else None,
-            asked_in_this_run=any(h.run_id == self.report.run_id for h in holders),
+            asked_in_this_run=any(h.run_id == self.report.run_id for h in holders)
+            or any(k in self._asked_not_reached for k in keys),
             suppressed=any(k in facts.suppressed for k in keys),
             transaction_suppressed=(
                 self.ledger.keys.transaction(sale.transaction_id) in facts.suppressed
@@ -387,7 +389,10 @@ class _Run:
         candidates = [self._candidate(sale, facts) for sale, facts in batch]
         won, lost = self.ledger.claim(self.report.run_id, candidates, self.now)
         self.report.counts["cooldown"] += len(lost)
-        self._deliver([Claimable(c.request_id, c.email, c.payload) for c in won])
+        not_sent = self._deliver([Claimable(c.request_id, c.email, c.payload) for c in won])
+        # A refused request gives its cooldown back, but the person's older sales in this
+        # run are still theirs: duplicate_in_run, not one refused request per day.
+        self._asked_not_reached.update(k for c in won if c.request_id in not_sent for k in c.keys)
 
     def _candidate(self, sale: Sale, facts: _Facts) -> Candidate:
         keys = facts.keys[sale.transaction_id]
@@ -406,13 +411,17 @@ class _Run:
             payload=_payload(sale),
         )
 
-    def _deliver(self, claimables: Sequence[Claimable]) -> None:
+    def _deliver(self, claimables: Sequence[Claimable]) -> set[str]:
+        """Render and send; returns the ids of the requests that did not go out."""
+        not_sent: set[str] = set()
         for batch in _batches(list(claimables), self.provider.max_batch_size):
             outgoing, unrenderable = self._render(batch)
             self.ledger.settle(unrenderable, self.now)
             self.report.counts["failed"] += len(unrenderable)
+            not_sent.update(s.request_id for s in unrenderable)
             if outgoing:
-                self._send(outgoing)
+                not_sent.update(self._send(outgoing))
+        return not_sent
 
     def _render(self, batch: Sequence[Claimable]) -> tuple[list[OutgoingEmail], list[Settlement]]:
         outgoing: list[OutgoingEmail] = []
@@ -427,7 +436,8 @@ class _Run:
             outgoing.append(OutgoingEmail(item.request_id, item.request_id, message))
         return outgoing, failed
 
-    def _send(self, outgoing: Sequence[OutgoingEmail]) -> None:
+    def _send(self, outgoing: Sequence[OutgoingEmail]) -> set[str]:
+        """One provider call, settled; returns the ids of the requests that did not go out."""
         ids = [o.request_id for o in outgoing]
         self.ledger.mark_sending(ids, self.now, self.provider.name)
         try:
@@ -442,6 +452,7 @@ class _Run:
             Settlement(r.request_id, r.status, r.provider_message_id, r.error) for r in results
         ]
         self.ledger.settle(settlements, self.now)
+        self._hold_unanswered(set(ids) - {r.request_id for r in results})
         for result in results:
             self.report.counts[result.status] += 1
             if result.status != "sent":
@@ -451,6 +462,15 @@ class _Run:
                     status=result.status,
                     error=result.error,
                 )
+        return {r.request_id for r in results if r.status != "sent"}
+
+    def _hold_unanswered(self, request_ids: set[str]) -> None:
+        """A provider that gives no result for a request leaves it in doubt, shown in
+        `status`, rather than in `sending` under a day marked covered."""
+        if request_ids:
+            self.ledger.mark_in_doubt(sorted(request_ids))
+            self.report.counts["in_doubt"] += len(request_ids)
+            log.error("provider.result_missing", count=len(request_ids))
 
     def _resume_unsettled(self) -> None:
         """Finish what an earlier run left: pending requests, and in-flight ones after a crash."""
