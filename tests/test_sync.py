@@ -192,6 +192,25 @@ def test_names_in_any_script_are_ordinary_data(store: Store) -> None:
     assert greetings == {f"{first} {last}" for first, last in names}
 
 
+def test_a_survey_email_carries_its_language_and_unsubscribe_headers(store: Store) -> None:
+    """The email says which language it is in, whom it is from, how to unsubscribe in one
+    click, and has a stable Message-ID; the body offers the 11 scores in text and HTML."""
+    store.customer("C1", language="en")
+    store.pos.sale("C1", datetime(2026, 11, 20, 10, 0))
+    store.run(local(2026, 11, 20, 23))
+
+    [message] = store.messages()
+    [request_id] = [row[0] for row in store.ledger_rows("SELECT id FROM requests")]
+    assert message["Content-Language"] == "en"
+    assert message["Message-ID"] == f"<{request_id}@demo-cycles.example>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["List-Unsubscribe"].startswith("<https://survey.example/u/")
+    assert message["From"].addresses[0].addr_spec == "feedback@demo-cycles.example"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert all(f"?score={n}" in text and f"?score={n}" in html for n in range(11))
+
+
 def test_a_dry_run_writes_nothing_and_reports_what_would_happen(store: Store) -> None:
     """--dry-run shows the would-be requests but leaves ledger and outbox untouched."""
     store.run(local(2026, 11, 19, 23))

@@ -195,10 +195,12 @@ class SurveyEmail:
             message["Reply-To"] = self.reply_to
         message["Subject"] = self.subject
         message["Date"] = format_datetime(self.date)
-        for name, value in self.extra_headers().items():
-            message[name] = value
         message.set_content(self.text, cte="quoted-printable")
         message.add_alternative(self.html, subtype="html", cte="quoted-printable")
+        # After the body: set_content drops, and add_alternative moves into the first part,
+        # every Content-* header already there (Content-Language would be lost).
+        for name, value in self.extra_headers().items():
+            message[name] = value
         return message
 
 
