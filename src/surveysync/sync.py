@@ -171,6 +171,23 @@ class _Facts:
     suppressed: set[str]  # person and transaction keys
 
 
+@dataclass(frozen=True, slots=True)
+class _Eligible:
+    """A sale that passed every rule, waiting for the day's choice: only what its claim needs,
+    so that a busy day does not keep every chunk's facts alive."""
+
+    sale: Sale
+    keys: tuple[str, ...]
+    email: str  # normalized
+    seen: dict[str, str | None]  # person key -> request holding its cooldown when decided
+
+
+def _eligible(sale: Sale, facts: _Facts) -> _Eligible:
+    keys = facts.keys[sale.transaction_id]
+    seen = {k: facts.cooldowns[k].request_id if k in facts.cooldowns else None for k in keys}
+    return _Eligible(sale, keys, facts.emails[sale.transaction_id], seen)
+
+
 class _Run:
     def __init__(
         self,
@@ -270,15 +287,14 @@ class _Run:
 
     def _process_day(self, day: DaySlice) -> None:
         choices = RunChoices()
-        eligible: list[tuple[Sale, _Facts]] = []
+        eligible: list[_Eligible] = []
         for chunk in self.pos.sales(day.start, day.end):
             eligible.extend(self._decide_chunk(chunk, choices))
-        chosen: list[tuple[Sale, _Facts]] = []
-        losers: list[tuple[Sale, _Facts]] = []
-        for sale, facts in eligible:
-            keys = facts.keys[sale.transaction_id]
-            (chosen if choices.is_chosen(sale, keys) else losers).append((sale, facts))
-        self._record_skips([(s, f, SkipReason.DUPLICATE_IN_RUN) for s, f in losers])
+        chosen: list[_Eligible] = []
+        losers: list[_Eligible] = []
+        for item in eligible:
+            (chosen if choices.is_chosen(item.sale, item.keys) else losers).append(item)
+        self._record_skips([(e.sale, e.keys, SkipReason.DUPLICATE_IN_RUN) for e in losers])
         for batch in _batches(chosen, self.provider.max_batch_size):
             self._claim_and_send(batch)
         self.ledger.mark_covered(day.day, day.end, self.report.run_id)
@@ -286,20 +302,19 @@ class _Run:
         self.progress("day", 1)
         log.info("day.covered", day=day.day.isoformat(), until=day.end.isoformat())
 
-    def _decide_chunk(
-        self, chunk: list[Sale | RowProblem], choices: RunChoices
-    ) -> list[tuple[Sale, _Facts]]:
+    def _decide_chunk(self, chunk: list[Sale | RowProblem], choices: RunChoices) -> list[_Eligible]:
         """Record the chunk's skips; offer the rest to the day's choice and return them."""
         decided, already = self._decide(self._readable(chunk))
         self.report.counts["already_decided"] += already
-        skips: list[tuple[Sale, _Facts, SkipReason]] = []
-        eligible: list[tuple[Sale, _Facts]] = []
+        skips: list[tuple[Sale, tuple[str, ...], SkipReason]] = []
+        eligible: list[_Eligible] = []
         for sale, facts, decision in decided:
+            keys = facts.keys[sale.transaction_id]
             if decision.reason is not None:
-                skips.append((sale, facts, decision.reason))
+                skips.append((sale, keys, decision.reason))
             else:
-                choices.offer(sale, facts.keys[sale.transaction_id])
-                eligible.append((sale, facts))
+                choices.offer(sale, keys)
+                eligible.append(_eligible(sale, facts))
         self._record_skips(skips)
         self.progress("sales", len(chunk))
         return eligible
@@ -368,25 +383,25 @@ class _Run:
             ),
         )
 
-    def _record_skips(self, skips: Sequence[tuple[Sale, _Facts, SkipReason]]) -> None:
+    def _record_skips(self, skips: Sequence[tuple[Sale, tuple[str, ...], SkipReason]]) -> None:
         rows = [
             SkipRow(
                 sale.transaction_id,
                 sale.sale_at,
                 sale.customer_id,
-                _email_key(facts.keys.get(sale.transaction_id, ())),
+                _email_key(keys),
                 sale.location_id,
                 reason,
             )
-            for sale, facts, reason in skips
+            for sale, keys, reason in skips
         ]
         self.ledger.record_skips(self.report.run_id, rows, self.now)
         self.report.counts.update(str(reason) for _, _, reason in skips)
 
     # --- claim, render, send, settle -----------------------------------------------------
 
-    def _claim_and_send(self, batch: Sequence[tuple[Sale, _Facts]]) -> None:
-        candidates = [self._candidate(sale, facts) for sale, facts in batch]
+    def _claim_and_send(self, batch: Sequence[_Eligible]) -> None:
+        candidates = [self._candidate(item) for item in batch]
         won, lost = self.ledger.claim(self.report.run_id, candidates, self.now)
         self.report.counts["cooldown"] += len(lost)
         not_sent = self._deliver([Claimable(c.request_id, c.email, c.payload) for c in won])
@@ -394,20 +409,19 @@ class _Run:
         # run are still theirs: duplicate_in_run, not one refused request per day.
         self._asked_not_reached.update(k for c in won if c.request_id in not_sent for k in c.keys)
 
-    def _candidate(self, sale: Sale, facts: _Facts) -> Candidate:
-        keys = facts.keys[sale.transaction_id]
-        email = facts.emails[sale.transaction_id]
+    def _candidate(self, item: _Eligible) -> Candidate:
+        sale = item.sale
         return Candidate(
             request_id=new_id(),
             transaction_id=sale.transaction_id,
             sale_at=sale.sale_at,
             customer_id=sale.customer_id,
             location_id=sale.location_id,
-            person_key=keys[0],
-            keys=keys,
-            seen={k: facts.cooldowns[k].request_id if k in facts.cooldowns else None for k in keys},
-            email=sale.email.strip() if sale.email else email,
-            email_masked=mask_email(email),
+            person_key=item.keys[0],
+            keys=item.keys,
+            seen=item.seen,
+            email=sale.email.strip() if sale.email else item.email,
+            email_masked=mask_email(item.email),
             payload=_payload(sale),
         )
 
