@@ -335,24 +335,24 @@ def run_nights(settings: Settings, nights: list[datetime], progress: ProgressHoo
     """The runs the daemon would have made, one per night, summed up as one report: what was
     sent, and each sale's final decision (a sale still open is re-decided every night, so the
     nightly counts would count it more than once)."""
-    reports = []
+    nightly: list[RunReport] = []
     progress("days", len(nights))
     for night in nights:
-        reports.append(run_sync(settings, SyncRequest(now=night)))
+        nightly.append(run_sync(settings, SyncRequest(now=night)))
         progress("day", 1)
     counts: Counter[str] = Counter()
-    for report in reports:
+    for report in nightly:
         counts.update({k: report.counts[k] for k in ("sent", "rejected", "failed", "in_doubt")})
     counts.update(_final_decisions(settings))
     return RunReport(
-        run_id=reports[-1].run_id,
-        kind=f"{len(reports)} nightly runs",
+        run_id=nightly[-1].run_id,
+        kind=f"{len(nightly)} nightly runs",
         dry_run=False,
-        window_start=reports[0].window_start,
-        window_end=reports[-1].window_end,
-        days=sorted({day for report in reports for day in report.days}),
+        window_start=nightly[0].window_start,
+        window_end=nightly[-1].window_end,
+        days=sorted({day for report in nightly for day in report.days}),
         counts=counts,
-        status=reports[-1].status,
+        status=nightly[-1].status,
     )
 
 
