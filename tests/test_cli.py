@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
 from click.testing import CliRunner
+from pydantic import BaseModel
 
 from surveysync.cli import example_config, main
 from surveysync.config import Settings, load_settings
@@ -158,11 +161,25 @@ def test_the_example_config_lists_every_setting_and_matches_the_shipped_copy() -
     """config/surveysync.example.toml documents every setting and is what `init` writes."""
     assert (ROOT / "config" / "surveysync.example.toml").read_text("utf-8") == example_config()
     text = example_config()
-    for section, model in Settings.model_fields.items():
+    for section, model in _sections(Settings, ""):
         assert f"[{section}]" in text
-        for key in model.annotation.model_fields:  # type: ignore[union-attr]
-            assert re.search(rf"^#? ?{key} = ", text, re.MULTILINE), f"{section}.{key} missing"
+        for key, field in model.model_fields.items():
+            if not _is_section(field.annotation):
+                assert re.search(rf"^#? ?{key} = ", text, re.MULTILINE), f"{section}.{key} missing"
     tomllib.loads(text)
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _sections(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, type[BaseModel]]]:
+    """Every TOML table of the settings, nested ones (provider.smtp) included."""
+    for name, field in model.model_fields.items():
+        if _is_section(field.annotation):
+            table = f"{prefix}{name}"
+            yield table, field.annotation  # type: ignore[misc]
+            yield from _sections(field.annotation, f"{table}.")  # type: ignore[arg-type]
 
 
 def test_check_reports_each_part_on_its_own_line(store: Store) -> None:

@@ -166,12 +166,63 @@ class SyncSettings(Section):
 
 class ProviderKind(StrEnum):
     OUTBOX = "outbox"
+    SMTP = "smtp"
+
+
+class SmtpSecurity(StrEnum):
+    STARTTLS = "starttls"  # plain connection upgraded with STARTTLS (port 587)
+    TLS = "tls"  # TLS from the first byte (port 465)
+    NONE = "none"  # only for a relay on this machine
+
+
+_SMTP_DEFAULT_PORTS = {SmtpSecurity.STARTTLS: 587, SmtpSecurity.TLS: 465, SmtpSecurity.NONE: 25}
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class SmtpSettings(Section):
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None  # default: by security
+    security: SmtpSecurity = SmtpSecurity.STARTTLS
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    # A CA bundle to trust instead of the system's (a relay with an internal certificate).
+    ca_file: Path | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # Never more than this many messages per second through one connection; None: no limit.
+    max_per_second: Annotated[float, Field(gt=0)] | None = None
+    # A 4xx reply or a dropped connection is retried, bounded in attempts and in total time.
+    retry_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 120.0
+
+    @model_validator(mode="after")
+    def _resolve(self) -> SmtpSettings:
+        from_file = _read_secret_file(self.password_file)
+        if from_file is not None:
+            object.__setattr__(self, "password", from_file)
+        if (self.username is None) != (self.password is None):
+            raise ValueError("provider.smtp.username and password go together")
+        if (
+            self.username
+            and self.security is SmtpSecurity.NONE
+            and self.host not in _LOOPBACK_HOSTS
+        ):
+            raise ValueError(
+                "provider.smtp.security = 'none' would send the password in clear text to "
+                f"{self.host}; use 'starttls' or 'tls'"
+            )
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or _SMTP_DEFAULT_PORTS[self.security]
 
 
 class ProviderSettings(Section):
     kind: ProviderKind = ProviderKind.OUTBOX
     outbox_dir: Path = Path("outbox")
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    smtp: SmtpSettings = SmtpSettings()
 
 
 class EmailSettings(Section):

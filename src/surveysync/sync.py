@@ -44,7 +44,13 @@ from surveysync.ledger import (
     new_id,
 )
 from surveysync.pos import PosError, PosSource, RowProblem
-from surveysync.providers import OutgoingEmail, Provider, ProviderError, ProviderUnavailable
+from surveysync.providers import (
+    OutgoingEmail,
+    Provider,
+    ProviderError,
+    ProviderUnavailable,
+    SendResult,
+)
 from surveysync.render import Renderer, RenderError
 from surveysync.rules import (
     Decision,
@@ -456,17 +462,38 @@ class _Run:
         self.ledger.mark_sending(ids, self.now, self.provider.name)
         try:
             results = self.provider.send(outgoing)
-        except ProviderUnavailable:
-            # Nothing left the building: back to pending, sent by the next run.
+        except ProviderUnavailable as exc:
+            # What went out before the provider was lost is recorded; the rest left nothing
+            # behind: back to pending, sent by the next run.
+            self._settle(exc.results)
+            settled = {r.request_id for r in exc.results}
             self.ledger.settle(
-                [Settlement(rid, "pending", error="provider unavailable") for rid in ids], self.now
+                [
+                    Settlement(rid, "pending", error="provider unavailable")
+                    for rid in ids
+                    if rid not in settled
+                ],
+                self.now,
             )
             raise
+        self._settle(results)
+        self._hold_unanswered(set(ids) - {r.request_id for r in results})
+        return {r.request_id for r in results if r.status != "sent"}
+
+    def _settle(self, results: Sequence[SendResult]) -> None:
+        in_doubt = [r.request_id for r in results if r.status == "in_doubt"]
         settlements = [
-            Settlement(r.request_id, r.status, r.provider_message_id, r.error) for r in results
+            Settlement(
+                r.request_id,
+                "pending" if r.status == "deferred" else r.status,
+                r.provider_message_id,
+                r.error,
+            )
+            for r in results
+            if r.status != "in_doubt"
         ]
         self.ledger.settle(settlements, self.now)
-        self._hold_unanswered(set(ids) - {r.request_id for r in results})
+        self.ledger.mark_in_doubt(in_doubt)
         for result in results:
             self.report.counts[result.status] += 1
             if result.status != "sent":
@@ -476,7 +503,6 @@ class _Run:
                     status=result.status,
                     error=result.error,
                 )
-        return {r.request_id for r in results if r.status != "sent"}
 
     def _hold_unanswered(self, request_ids: set[str]) -> None:
         """A provider that gives no result for a request leaves it in doubt, shown in

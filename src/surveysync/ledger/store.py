@@ -547,6 +547,8 @@ class Ledger:
             )
 
     def mark_in_doubt(self, request_ids: Sequence[str]) -> None:
+        if not request_ids:
+            return
         with self.transaction() as conn:
             conn.execute(
                 update(requests)

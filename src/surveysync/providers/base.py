@@ -3,11 +3,20 @@
 Error tree (every foreign error leaves an adapter as one of these)::
 
     ProviderError
-    ├── ProviderUnavailable   nothing in the batch was sent; safe to try again later
+    ├── ProviderUnavailable   nothing in the batch was sent but its ``results`` (the part
+    │                         that went out before the provider was lost); the rest is safe
+    │                         to try again later
     └── ProviderInDoubt       the batch may or may not have been sent (a crash-like outcome)
 
-A problem with one address is not an exception: it is that request's ``SendResult`` with
-status ``rejected`` and the provider's message, and the rest of the batch goes on.
+A problem with one address is not an exception: it is that request's ``SendResult`` and the
+rest of the batch goes on. Its status says what the ledger must do with it:
+
+    sent       accepted by the provider
+    rejected   refused for good (the provider's message kept); the cooldown is given back
+    failed     could not be sent for a reason of ours; the cooldown is given back
+    deferred   refused for now (a 4xx that outlived its retries); sent again by a later run
+    in_doubt   the provider may have taken it (the connection died before its answer);
+               never sent again automatically, listed by ``status``
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from typing import Literal, Protocol
 
 from surveysync.render import SurveyEmail
 
-Outcome = Literal["sent", "rejected", "failed"]
+Outcome = Literal["sent", "rejected", "failed", "deferred", "in_doubt"]
 
 
 class ProviderError(Exception):
@@ -26,7 +35,15 @@ class ProviderError(Exception):
 
 
 class ProviderUnavailable(ProviderError):
-    """Nothing in the batch was sent (unreachable, refused, misconfigured); retry later."""
+    """Nothing in the batch was sent (unreachable, refused, misconfigured); retry later.
+
+    ``results`` holds what was settled before the provider was lost (an SMTP connection that
+    died half-way through a batch): those requests must be recorded, not sent again.
+    """
+
+    def __init__(self, message: str, results: Sequence[SendResult] = ()) -> None:
+        super().__init__(message)
+        self.results = list(results)
 
 
 class ProviderInDoubt(ProviderError):
