@@ -10,11 +10,14 @@ from surveysync.providers.base import (
     SendResult,
 )
 from surveysync.providers.outbox import OutboxProvider
+from surveysync.providers.smtp import SmtpProvider
 
 
 def create(settings: ProviderSettings) -> Provider:
     if settings.kind is ProviderKind.OUTBOX:
         return OutboxProvider(settings.outbox_dir, settings.batch_size)
+    if settings.kind is ProviderKind.SMTP:
+        return SmtpProvider(settings.smtp, batch_size=settings.batch_size)
     raise ProviderError(f"provider.kind {settings.kind!r} is not available")
 
 
@@ -26,5 +29,6 @@ __all__ = [
     "ProviderInDoubt",
     "ProviderUnavailable",
     "SendResult",
+    "SmtpProvider",
     "create",
 ]
