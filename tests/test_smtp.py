@@ -491,3 +491,33 @@ def test_logs_of_a_troubled_run_hold_no_password_and_no_full_address(
     logged = repr(events)
     for secret in (PASSWORD, "wrong-password-1234", *addresses, "c9@example.com"):
         assert secret not in logged
+
+
+def test_a_server_busy_for_everyone_defers_the_batch_within_its_retry_time(
+    store: Store, start_server: StartServer
+) -> None:
+    """When every recipient gets 451, retries stop once the batch's retry_seconds are spent:
+    the rest get one try each and wait for the next night, instead of hours of retrying."""
+    server = start_server()
+    addresses = sales(store, 6)
+    for address in addresses:
+        server.handler.busy[address] = 1_000
+    use_smtp(store, server.port, retry_attempts="3", retry_seconds="5")
+    settings = store.settings()
+    time = FakeTime()
+
+    def ticking() -> float:  # every look at the clock finds two seconds gone
+        time.now += 2
+        return time.now
+
+    provider = SmtpProvider(settings.provider.smtp, batch_size=6, clock=ticking, sleep=time.sleep)
+    try:
+        report = run_sync(settings, SyncRequest(now=NIGHT), provider=provider)
+    finally:
+        provider.close()
+
+    assert report.counts["deferred"] == 6
+    assert statuses(store) == ["pending"] * 6
+    tries = [1_000 - server.handler.busy[a] for a in addresses]
+    assert tries[0] == 3 and tries[-4:] == [1] * 4  # retried while there was time, then not
+    assert tries == sorted(tries, reverse=True)

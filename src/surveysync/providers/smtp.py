@@ -27,7 +27,9 @@ nowhere else; only ``SendResult`` and ``ProviderUnavailable`` leave the module::
     certificate not trusted, AUTH refused         _CannotConnect    the results settled so far
 
 Retries (a 4xx, a lost connection, a failed connect) are decided in ``_worth_retrying`` and
-bounded by ``retry_attempts`` and ``retry_seconds`` per message.
+bounded by ``retry_attempts`` per message and ``retry_seconds`` per batch: a server that
+answers 4xx to everyone defers the rest of the batch at once instead of holding it for
+hours.
 """
 
 from __future__ import annotations
@@ -124,6 +126,8 @@ class SmtpProvider:
         self.settings = settings
         self.max_batch_size = batch_size
         self._where = f"{settings.host}:{settings.effective_port}"
+        self._clock = clock
+        self._retry_deadline = 0.0
         self._pacer = Pacer(settings.max_per_second, clock=clock, sleep=sleep)
         self._session: _Session | None = None
         self._tls: ssl.SSLContext | None = None
@@ -132,6 +136,7 @@ class SmtpProvider:
 
     def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
         results: list[SendResult] = []
+        self._retry_deadline = self._clock() + self.settings.retry_seconds
         for email in batch:
             try:
                 results.append(self._deliver(email))
@@ -181,10 +186,13 @@ class SmtpProvider:
             return self._lost_result(email, exc)
 
     def _deliver_with_retries(self, email: OutgoingEmail, content: bytes) -> SendResult:
+        budget = self._retry_deadline - self._clock()
+        if budget <= 0:  # this batch has spent its retry time: one try each from here on
+            return self._attempt(email, content, 1)
         retries = stamina.retry_context(
             on=_worth_retrying,
             attempts=self.settings.retry_attempts,
-            timeout=self.settings.retry_seconds,
+            timeout=budget,
             # Greylisting and busy servers want seconds, not milliseconds, between tries.
             wait_initial=1.0,
             wait_max=30.0,
