@@ -236,6 +236,28 @@ class EmailSettings(Section):
     link_secret: SecretStr = SecretStr("change-me-demo-link-secret")
     link_secret_file: Path | None = None
     link_valid_days: Annotated[int, Field(ge=1, le=365)] = 60
+    # A folder whose <locale>/subject.txt, body.txt, body.html (or layout.*) replace the
+    # built-in templates; `surveysync check` reports a broken one.
+    templates_dir: Path | None = None
+    # Templates stored at the provider, by locale ("*" for every locale): template id.
+    provider_templates: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("provider_templates")
+    @classmethod
+    def _locale_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, template_id in value.items():
+            if key != "*" and not (len(key) == 2 and key.isascii() and key.islower()):
+                raise ValueError(f"{key!r} is not a two-letter locale code or '*'")
+            if not template_id.strip():
+                raise ValueError(f"the template id for {key!r} is empty")
+        return value
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _a_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{str(value)!r} is not a folder")
+        return value
 
     @field_validator("from_address", "reply_to", "unsubscribe_mailto")
     @classmethod

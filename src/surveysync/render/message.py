@@ -1,4 +1,4 @@
-"""The survey email: subject, plain text and HTML, score links, unsubscribe headers.
+"""One rendered survey email and its RFC 5322 form: addresses, headers, MIME parts.
 
 Customer data only ever reaches a message as template variables (autoescaped in HTML) or
 as header values cleaned of control characters; nothing a POS record holds can add a header
@@ -10,25 +10,61 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime
-from functools import cached_property
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from itsdangerous import URLSafeTimedSerializer
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from surveysync.config import EmailSettings, StoreSettings
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+# Control characters, line and paragraph separators, and the bidirectional overrides and
+# isolates (which can make "gpj.exe" read as "exe.jpg"): never part of a one-line value.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 _MAX_NAME = 100
-LINK_SALT = "surveysync-link"
-# Long structured headers (List-Unsubscribe) must stay plain ASCII on one line: folding them
-# at 78 columns makes the library encode them as RFC 2047 words, which mail clients ignore.
-MESSAGE_POLICY = policy.SMTP.clone(max_line_length=998)
+# Headers we build from ASCII parts only, written verbatim on one line (well under 998
+# characters). Folded at 78 columns, the library would turn a long URL into RFC 2047 words,
+# which mail clients ignore; and a header nobody refolds keeps a DKIM signature valid even
+# under "simple" canonicalization.
+_VERBATIM = frozenset({"message-id", "list-unsubscribe", "list-unsubscribe-post"})
+_WORD_LINE = 72  # keeps every RFC 2047 word under 75 characters, whatever the charset mix
+
+
+class _SurveyPolicy(EmailPolicy):
+    """SMTP rules (CRLF, 78 columns, so that quoted-printable bodies keep to 76 characters a
+    line), except for ``_VERBATIM`` headers and for non-ASCII Subject and To.
+
+    The standard folder may cut a UTF-8 character in two across encoded words and writes
+    words of 76 characters; RFC 2047 wants whole characters and at most 75. The legacy
+    ``Header`` class gets both right, so those two headers are encoded with it.
+    """
+
+    def fold(self, name: str, value: str) -> str:
+        return self._own_fold(name, value) or str(super().fold(name, value))
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        own = self._own_fold(name, value)
+        return own.encode("ascii") if own else super().fold_binary(name, value)
+
+    def _own_fold(self, name: str, value: Any) -> str | None:
+        key = name.lower()
+        if key in _VERBATIM:
+            return f"{name}: {value}{self.linesep}"
+        if self.utf8 or key not in ("subject", "to") or str(value).isascii():
+            return None  # ASCII folds well; an SMTPUTF8 message carries UTF-8 as it is
+        if key == "subject":
+            return f"{name}: {self._words(name, str(value))}{self.linesep}"
+        [address] = value.addresses
+        words = self._words(name, address.display_name)
+        return f"{name}: {words} <{address.addr_spec}>{self.linesep}"
+
+    def _words(self, name: str, text: str) -> str:
+        encoded = Header(text, "utf-8", maxlinelen=_WORD_LINE, header_name=name)
+        return str(encoded.encode(linesep=self.linesep))
+
+
+MESSAGE_POLICY = _SurveyPolicy(linesep="\r\n")
 # An address whose local part is not ASCII (jürgen@…) cannot be written in an ASCII header at
 # all; such a message is written as UTF-8 (RFC 6532) and must travel with SMTPUTF8.
 SMTPUTF8_POLICY = MESSAGE_POLICY.clone(utf8=True)
@@ -67,83 +103,21 @@ def deliverable(address: str) -> Recipient:
     return Recipient(valid.local_part, valid.ascii_domain)
 
 
-@dataclass(frozen=True, slots=True)
-class ScoreLink:
-    score: int
-    url: str
-
-
 def clean_text(value: Any, limit: int = _MAX_NAME) -> str:
-    """One line of inert text: control characters become spaces, length is bounded."""
+    """One line of inert text: control characters become spaces, length is bounded, and
+    "=?" is broken up so that a name can never be read as an RFC 2047 encoded word."""
     if value is None:
         return ""
-    return _CONTROL.sub(" ", str(value)).strip()[:limit]
+    return _CONTROL.sub(" ", str(value)).replace("=?", "= ?").strip()[:limit]
 
 
-class Renderer:
-    def __init__(self, store: StoreSettings, email: EmailSettings) -> None:
-        self._store = store
-        self._email = email
-        self._env = Environment(
-            loader=PackageLoader("surveysync", "templates"),
-            autoescape=select_autoescape(["html"]),
-            undefined=StrictUndefined,
-            keep_trailing_newline=False,
-            auto_reload=False,  # templates do not change under a run; no stat() per email
-        )
-        self._signer = URLSafeTimedSerializer(email.link_secret.get_secret_value(), salt=LINK_SALT)
+@dataclass(frozen=True, slots=True)
+class ProviderTemplate:
+    """A template stored at the provider (SendGrid dynamic template, Postmark, Mailgun, Brevo)
+    and the data to fill it: the same names, store and links the local templates get."""
 
-    @cached_property
-    def locales(self) -> frozenset[str]:
-        names = self._env.list_templates(filter_func=lambda n: n.endswith("subject.txt"))
-        return frozenset(name.split("/")[0] for name in names)
-
-    def locale_for(self, language: str | None) -> str:
-        for candidate in (language, self._store.default_locale, "en"):
-            if candidate and candidate in self.locales:
-                return candidate
-        raise RenderError("no template locale available")
-
-    def render(
-        self, request_id: str, email: str, payload: dict[str, Any], now: datetime
-    ) -> SurveyEmail:
-        """The survey email for one request, in the customer's language."""
-        context = self._context(request_id, payload)
-        locale = self.locale_for(payload.get("language"))
-        return SurveyEmail(
-            request_id=request_id,
-            sender=self._sender,
-            reply_to=self._email.reply_to,
-            recipient=deliverable(email),
-            recipient_name=_full_name(payload),
-            subject=clean_text(self._render(locale, "subject.txt", context), 200),
-            text=self._render(locale, "body.txt", context),
-            html=self._render(locale, "body.html", context),
-            locale=locale,
-            date=now,
-            unsubscribe_url=context["unsubscribe_url"],
-            unsubscribe_mailto=(
-                f"mailto:{self._email.unsubscribe_mailto}?subject=unsubscribe-{request_id}"
-            ),
-        )
-
-    @cached_property
-    def _sender(self) -> Address:
-        return _address(self._email.from_name, self._email.from_address)
-
-    def _context(self, request_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        token = self._signer.dumps(request_id)
-        base = self._email.survey_base_url.rstrip("/")
-        return {
-            "first_name": clean_text(payload.get("first_name")),
-            "store_name": clean_text(self._store.name),
-            "location_name": clean_text(payload.get("location_name")),
-            "score_links": [ScoreLink(n, f"{base}/{token}?score={n}") for n in range(11)],
-            "unsubscribe_url": f"{self._email.unsubscribe_base_url.rstrip('/')}/{token}",
-        }
-
-    def _render(self, locale: str, name: str, context: dict[str, Any]) -> str:
-        return self._env.get_template(f"{locale}/{name}").render(context)
+    template_id: str
+    data: dict[str, Any]  # JSON-ready: strings, ints, lists and dicts only
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +141,8 @@ class SurveyEmail:
     date: datetime
     unsubscribe_url: str
     unsubscribe_mailto: str
+    # Set when the provider renders on its side: its template id and the same data.
+    provider_template: ProviderTemplate | None = None
 
     @property
     def message_id(self) -> str:
@@ -202,15 +178,3 @@ class SurveyEmail:
         for name, value in self.extra_headers().items():
             message[name] = value
         return message
-
-
-def _full_name(payload: dict[str, Any]) -> str:
-    parts = (clean_text(payload.get("first_name")), clean_text(payload.get("last_name")))
-    return " ".join(p for p in parts if p)
-
-
-def _address(display_name: str, addr_spec: str) -> Address:
-    try:
-        return Address(display_name=clean_text(display_name), addr_spec=addr_spec)
-    except (ValueError, IndexError) as exc:
-        raise RenderError(f"unusable address: {exc}") from None

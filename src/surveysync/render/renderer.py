@@ -1,0 +1,132 @@
+"""From a claimed request to its ``SurveyEmail``: language, template data, signed links.
+
+Never sends, never touches the ledger; the clock is the run's ``now``, passed in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from email.headerregistry import Address
+from functools import cached_property
+from typing import Any
+
+from surveysync.config import EmailSettings, StoreSettings
+from surveysync.render.message import (
+    ProviderTemplate,
+    RenderError,
+    SurveyEmail,
+    clean_text,
+    deliverable,
+)
+from surveysync.render.templates import HTML, SUBJECT, TEXT, ScoreLink, TemplateSet
+from surveysync.render.tokens import SCORES, LinkSigner
+
+_SUBJECT_LIMIT = 200
+# Who a preview greets, per locale: a name as a customer of that language would have it.
+SAMPLE_FIRST_NAMES = {"en": "Emma", "nl": "Sanne", "es": "Lucía", "ko": "민준", "sl": "Ana"}
+PREVIEW_REQUEST_ID = "0" * 32
+
+
+class Renderer:
+    def __init__(self, store: StoreSettings, email: EmailSettings) -> None:
+        self._store = store
+        self._email = email
+        self.templates = TemplateSet(email.templates_dir)
+        self.signer = LinkSigner(
+            email.link_secret.get_secret_value(), timedelta(days=email.link_valid_days)
+        )
+
+    @property
+    def locales(self) -> frozenset[str]:
+        return self.templates.locales
+
+    def locale_for(self, language: str | None) -> str:
+        """The customer's language when we have templates for it, else the store's default."""
+        for candidate in (language, self._store.default_locale, "en"):
+            if candidate and candidate in self.locales:
+                return candidate
+        raise RenderError("no template locale available")
+
+    def render(
+        self, request_id: str, email: str, payload: dict[str, Any], now: datetime
+    ) -> SurveyEmail:
+        """The survey email for one request, in the customer's language."""
+        locale = self.locale_for(payload.get("language"))
+        unsubscribe_token = self.signer.unsubscribe_token(request_id, now)
+        context = self._context(request_id, payload, now, unsubscribe_token)
+        return SurveyEmail(
+            request_id=request_id,
+            sender=self._sender,
+            reply_to=self._email.reply_to,
+            recipient=deliverable(email),
+            recipient_name=_full_name(payload),
+            subject=clean_text(self.templates.render(locale, SUBJECT, context), _SUBJECT_LIMIT),
+            text=self.templates.render(locale, TEXT, context),
+            html=self.templates.render(locale, HTML, context),
+            locale=locale,
+            date=now,
+            unsubscribe_url=context["unsubscribe_url"],
+            unsubscribe_mailto=(
+                f"mailto:{self._email.unsubscribe_mailto}?subject=unsubscribe-{unsubscribe_token}"
+            ),
+            provider_template=self._provider_template(locale, context),
+        )
+
+    def preview(self, locale: str | None, email: str, now: datetime) -> SurveyEmail:
+        """A sample email for this store, as a customer speaking ``locale`` would get it."""
+        chosen = self.locale_for(locale)
+        if locale and chosen != locale:
+            known = ", ".join(sorted(self.locales))
+            raise RenderError(f"no templates for locale {locale!r} (available: {known})")
+        location = next(iter(self._store.locations.values()), "Main Street")
+        payload = {
+            "first_name": SAMPLE_FIRST_NAMES.get(chosen, "Alex"),
+            "language": chosen,
+            "location_name": location,
+        }
+        return self.render(PREVIEW_REQUEST_ID, email, payload, now)
+
+    @cached_property
+    def _sender(self) -> Address:
+        try:
+            return Address(
+                display_name=clean_text(self._email.from_name), addr_spec=self._email.from_address
+            )
+        except (ValueError, IndexError) as exc:
+            raise RenderError(f"unusable from_address: {exc}") from None
+
+    def _context(
+        self, request_id: str, payload: dict[str, Any], now: datetime, unsubscribe_token: str
+    ) -> dict[str, Any]:
+        base = self._email.survey_base_url.rstrip("/")
+        unsubscribe_base = self._email.unsubscribe_base_url.rstrip("/")
+        return {
+            "first_name": clean_text(payload.get("first_name")),
+            "store_name": clean_text(self._store.name),
+            "location_name": clean_text(payload.get("location_name")),
+            "score_links": [
+                ScoreLink(n, f"{base}/{self.signer.score_token(request_id, n, now)}")
+                for n in SCORES
+            ],
+            "unsubscribe_url": f"{unsubscribe_base}/{unsubscribe_token}",
+        }
+
+    def _provider_template(self, locale: str, context: dict[str, Any]) -> ProviderTemplate | None:
+        templates = self._email.provider_templates
+        template_id = templates.get(locale) or templates.get("*")
+        if template_id is None:
+            return None
+        data = {
+            "locale": locale,
+            "first_name": context["first_name"],
+            "store_name": context["store_name"],
+            "location_name": context["location_name"],
+            "scores": [{"score": s.score, "url": s.url} for s in context["score_links"]],
+            "unsubscribe_url": context["unsubscribe_url"],
+        }
+        return ProviderTemplate(template_id, data)
+
+
+def _full_name(payload: dict[str, Any]) -> str:
+    parts = (clean_text(payload.get("first_name")), clean_text(payload.get("last_name")))
+    return " ".join(p for p in parts if p)

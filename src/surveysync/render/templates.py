@@ -1,0 +1,191 @@
+"""The survey templates: built in per locale, optionally overridden from the operator's folder.
+
+Every template is checked once, when the set is built, by rendering it with sample data: it
+must render without error or undefined variable, and a body must show all eleven score links
+and the unsubscribe link. A custom template that fails is reported (``problems``, which
+``surveysync check`` prints) and the built-in one is used instead, so a typo in an override
+never stops a nightly run.
+
+Never reads customer data itself; never sends anything.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    select_autoescape,
+)
+
+from surveysync.render.korean import particle
+
+SUBJECT, TEXT, HTML = "subject.txt", "body.txt", "body.html"
+TEMPLATE_NAMES = (SUBJECT, TEXT, HTML)
+SAMPLE_BASE = "https://survey.invalid"
+
+log = structlog.get_logger("surveysync.render")
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreLink:
+    score: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateProblem:
+    template: str  # "nl/body.html"
+    where: str  # the file and line that failed, when known
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.template} ({self.where}): {self.message}"
+
+
+def sample_context(first_name: str | None = "Sam", location_name: str | None = "Main St") -> dict[
+    str, Any
+]:
+    """Template data with recognisable links, for checks and previews."""
+    return {
+        "first_name": first_name or "",
+        "store_name": "Sample Store",
+        "location_name": location_name or "",
+        "score_links": [ScoreLink(n, f"{SAMPLE_BASE}/s/sample-{n}") for n in range(11)],
+        "unsubscribe_url": f"{SAMPLE_BASE}/u/sample",
+    }
+
+
+_SAMPLES = (
+    sample_context(),
+    sample_context(first_name=None),
+    sample_context(location_name=None),
+)
+
+
+class TemplateSet:
+    """The template each locale renders with, every one checked before the first email."""
+
+    def __init__(self, custom_dir: Path | None = None) -> None:
+        self.custom_dir = custom_dir
+        self._builtin = _environment(PackageLoader("surveysync", "templates"))
+        self._custom = (
+            _environment(ChoiceLoader([FileSystemLoader(custom_dir), self._builtin.loader]))  # type: ignore[list-item]
+            if custom_dir is not None
+            else None
+        )
+        self.problems: list[TemplateProblem] = []
+        self._chosen: dict[str, Template] = {}
+        self._builtin_locales = _locales(self._builtin)
+        self._load()
+
+    @property
+    def locales(self) -> frozenset[str]:
+        return frozenset(name.split("/")[0] for name in self._chosen if name.endswith(SUBJECT))
+
+    def render(self, locale: str, name: str, context: Mapping[str, Any]) -> str:
+        template = self._chosen[f"{locale}/{name}"]
+        try:
+            return template.render(context)
+        except Exception as exc:  # a custom template failing on one customer's data
+            if template.environment is self._builtin:
+                raise
+            return self._fall_back(f"{locale}/{name}", exc).render(context)
+
+    def _fall_back(self, path: str, exc: Exception) -> Template:
+        log.error("render.template_failed", template=path, error=_describe(exc))
+        builtin = self._builtin.get_template(path)
+        self._chosen[path] = builtin
+        return builtin
+
+    def _load(self) -> None:
+        custom_locales = _locales(self._custom) if self._custom else frozenset()
+        for locale in sorted(self._builtin_locales | custom_locales):
+            paths = [f"{locale}/{name}" for name in TEMPLATE_NAMES]
+            chosen = {path: self._choose(path) for path in paths}
+            if all(chosen.values()):
+                self._chosen.update({p: t for p, t in chosen.items() if t is not None})
+        for problem in self.problems:
+            log.error("render.template_broken", template=problem.template, error=str(problem))
+
+    def _choose(self, path: str) -> Template | None:
+        if self._custom is not None:
+            template = self._checked(self._custom, path)
+            if template is not None:
+                return template
+        if path.split("/")[0] in self._builtin_locales:
+            return self._checked(self._builtin, path)
+        return None
+
+    def _checked(self, env: Environment, path: str) -> Template | None:
+        try:
+            template = env.get_template(path)
+            for context in _SAMPLES:
+                _require_links(path, template.render(context), context)
+        except Exception as exc:
+            self.problems.append(TemplateProblem(path, _where(exc, path), _describe(exc)))
+            return None
+        return template
+
+
+class MissingLinks(ValueError):
+    """A body that does not show every score link and the unsubscribe link."""
+
+
+def _require_links(path: str, output: str, context: Mapping[str, Any]) -> None:
+    if path.endswith(SUBJECT):
+        if not output.strip():
+            raise MissingLinks("the subject is empty")
+        return
+    missing = [str(link.score) for link in context["score_links"] if link.url not in output]
+    if missing:
+        raise MissingLinks(f"the score links for {', '.join(missing)} are missing")
+    if context["unsubscribe_url"] not in output:
+        raise MissingLinks("the unsubscribe link is missing")
+
+
+def _environment(loader: BaseLoader) -> Environment:
+    env = Environment(
+        loader=loader,
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        keep_trailing_newline=False,
+        auto_reload=False,  # templates do not change under a run; no stat() per email
+    )
+    env.filters["particle"] = particle
+    return env
+
+
+def _locales(env: Environment | None) -> frozenset[str]:
+    if env is None:
+        return frozenset()
+    accept: Callable[[str], bool] = lambda n: n.count("/") == 1 and n.endswith(TEMPLATE_NAMES)  # noqa: E731
+    return frozenset(name.split("/")[0] for name in env.list_templates(filter_func=accept))
+
+
+def _where(exc: BaseException, path: str) -> str:
+    if isinstance(exc, TemplateSyntaxError):
+        return f"{exc.filename or path}:{exc.lineno}"
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith((".html", ".txt"))
+    ]
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else path
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TemplateError | MissingLinks):
+        return exc.message if isinstance(exc, TemplateError) and exc.message else str(exc)
+    return f"{type(exc).__name__}: {exc}"
