@@ -17,12 +17,13 @@ from typing import Any
 
 import click
 
+from surveysync import links, providers
 from surveysync import logging as logs
-from surveysync import providers
 from surveysync.config import ConfigError, Settings, load_settings
 from surveysync.console import Output, day_list, local_time
 from surveysync.ledger import Ledger, LedgerError, mask_email, migrate, reports
 from surveysync.pos import PosError, PosSource
+from surveysync.render import InvalidLink, Renderer, RenderError, SurveyEmail
 from surveysync.rules import REASON_TEXT, InvalidEmail, SkipReason, normalize_email
 from surveysync.sync import RunReport, SyncError, SyncRequest, run_sync
 
@@ -118,6 +119,7 @@ def check(ctx: click.Context) -> None:
     results = [
         _check_pos(settings, out),
         _check_ledger(settings, out),
+        _check_templates(settings, out),
         _check_provider(settings, out),
     ]
     ctx.exit(0 if all(results) else EXIT_FAILED)
@@ -150,6 +152,22 @@ def _check_ledger(settings: Settings, out: Output) -> bool:
         out.line(f"ledger    failed  {exc}")
         return False
     out.line(f"ledger    ok      migrated to revision {revision} (newest)")
+    return True
+
+
+def _check_templates(settings: Settings, out: Output) -> bool:
+    renderer = Renderer(settings.store, settings.email)
+    for problem in renderer.templates.problems:
+        out.line(f"templates failed  {problem}")
+    default = settings.store.default_locale
+    available = ", ".join(sorted(renderer.locales))
+    if default not in renderer.locales:
+        out.line(f"templates failed  store.default_locale {default!r} has none ({available})")
+        return False
+    if renderer.templates.problems:
+        return False
+    custom = settings.email.templates_dir
+    out.line(f"templates ok      {available}{f', custom folder {custom}' if custom else ''}")
     return True
 
 
@@ -440,6 +458,10 @@ def _with_targets(func: Any) -> Any:
 
 @suppress.command("add")
 @_with_targets
+@click.option(
+    "--link",
+    help="A survey or unsubscribe link, its token, or the subject of a mailto unsubscribe.",
+)
 @click.option("--reason", help="Why, for the record.")
 @click.pass_context
 def suppress_add(
@@ -447,14 +469,32 @@ def suppress_add(
     email: str | None,
     customer_id: str | None,
     transaction_id: str | None,
+    link: str | None,
     reason: str | None,
 ) -> None:
     """Add a suppression; takes effect from the next run."""
     settings = _settings(ctx)
+    if link is not None:
+        if any(v is not None for v in (email, customer_id, transaction_id)):
+            raise click.UsageError("give exactly one of --email, --customer, --transaction, --link")
+        _unsubscribe_by_link(settings, link)
+        return
     with _ledger(settings) as ledger:
         kind, key, display = _suppression_target(ledger, email, customer_id, transaction_id)
         added = ledger.add_suppression(kind, key, display, "admin", reason, _now(settings))
     click.echo(f"{'suppressed' if added else 'already suppressed'}: {display}")
+
+
+def _unsubscribe_by_link(settings: Settings, link: str) -> None:
+    signer = links.link_signer(settings.email)
+    with _ledger(settings) as ledger:
+        try:
+            now = _now(settings)
+            verified = links.unsubscribe_by_link(ledger, signer, link, now, source="admin")
+        except InvalidLink as exc:
+            raise RunFailed(f"link refused ({exc}); nothing was changed") from None
+    request = verified.request
+    click.echo(f"suppressed: {request.email_masked} (store {request.store}, {request.request_id})")
 
 
 @suppress.command("remove")
@@ -497,6 +537,92 @@ def suppress_list(ctx: click.Context) -> None:
 
 
 # --- demo ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--locale", help="Language of the sample (default: the store's default_locale).")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the HTML part to FILE, to open in a browser.",
+)
+@click.option(
+    "--eml",
+    "eml_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the whole message to FILE (.eml), to open in a mail program.",
+)
+@click.option("--to", "recipient", default="customer@example.com", show_default=True)
+@click.option(
+    "--copy-templates",
+    "copy_to",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the built-in templates into this folder, to start your own.",
+)
+@click.pass_context
+def preview(
+    ctx: click.Context,
+    locale: str | None,
+    html_path: Path | None,
+    eml_path: Path | None,
+    recipient: str,
+    copy_to: Path | None,
+) -> None:
+    """Show the survey email a customer of this store would get, with sample data."""
+    settings = _settings(ctx)
+    if copy_to is not None:
+        _copy_templates(copy_to)
+        return
+    renderer = Renderer(settings.store, settings.email)
+    for problem in renderer.templates.problems:
+        click.echo(f"warning: the built-in template replaces {problem}", err=True)
+    try:
+        email = renderer.preview(locale or settings.store.default_locale, recipient, _now(settings))
+    except RenderError as exc:
+        raise ConfigProblem(str(exc)) from None
+    _print_preview(email)
+    if html_path is not None:
+        html_path.write_text(email.html, encoding="utf-8")
+        click.echo(f"wrote the HTML part to {html_path}")
+    if eml_path is not None:
+        eml_path.write_bytes(email.to_mime().as_bytes())
+        click.echo(f"wrote the message to {eml_path}")
+
+
+def _print_preview(email: SurveyEmail) -> None:
+    mime = email.to_mime()
+    for name in ("From", "Reply-To", "To", "Subject", "Date", *email.extra_headers()):
+        if mime[name] is not None:
+            click.echo(f"{name}: {mime[name]}")
+    click.echo("")
+    click.echo(email.text)
+
+
+def _copy_templates(folder: Path) -> None:
+    """The built-in templates as a starting point; files already there are left alone."""
+    written = kept = 0
+    for relative, text in _template_files(resources.files("surveysync") / "templates"):
+        target = folder.joinpath(*relative)
+        if target.exists():
+            kept += 1
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        written += 1
+    click.echo(f"wrote {written} template(s) to {folder} ({kept} already there, left alone)")
+    click.echo(f"set email.templates_dir = {str(folder.resolve())!r}, then run `surveysync check`")
+
+
+TemplateFile = tuple[tuple[str, ...], str]  # (path parts under the folder, text)
+
+
+def _template_files(root: Any, parts: tuple[str, ...] = ()) -> Iterator[TemplateFile]:
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.is_dir():
+            yield from _template_files(entry, (*parts, entry.name))
+        elif entry.name.endswith((".txt", ".html")):
+            yield (*parts, entry.name), entry.read_text("utf-8")
 
 
 @main.command()

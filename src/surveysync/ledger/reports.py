@@ -183,6 +183,39 @@ def _unsettled(ledger: Ledger, limit: int = 50) -> list[UnsettledRow]:
         return [UnsettledRow(*row) for row in conn.execute(query)]
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    """One survey request as a landing page or support sees it: no address, only its mask."""
+
+    request_id: str
+    store: str
+    status: str
+    transaction_id: str
+    customer_id: str | None
+    person_key: str
+    email_masked: str
+    created_at: datetime
+    settled_at: datetime | None
+
+
+def find_request(ledger: Ledger, request_id: str) -> RequestRow | None:
+    """The request with this id, in whichever store sharing the ledger made it."""
+    query = select(
+        requests.c.id,
+        requests.c.store,
+        requests.c.status,
+        requests.c.transaction_id,
+        requests.c.customer_id,
+        requests.c.person_key,
+        requests.c.email_masked,
+        requests.c.created_at,
+        requests.c.settled_at,
+    ).where(requests.c.id == request_id)
+    with ledger.transaction() as conn:
+        row = conn.execute(query).first()
+    return RequestRow(*row) if row else None
+
+
 # --- explain ------------------------------------------------------------------------------
 
 
