@@ -42,6 +42,9 @@ class ScriptedProvider:
     unavailable_from_call: int | None = None
     refuse: set[str] = field(default_factory=set)
     no_answer: set[str] = field(default_factory=set)  # addresses it returns no result for
+    defer: set[str] = field(default_factory=set)  # refused for now (a 4xx after retries)
+    doubt: set[str] = field(default_factory=set)  # the connection died before the answer
+    lost_after: int | None = None  # the provider is lost after this many messages of a call
     attempts: list[str] = field(default_factory=list)
     name: str = "scripted"
     max_batch_size: int = 2
@@ -54,13 +57,19 @@ class ScriptedProvider:
             raise Crash
         if self.unavailable or self.calls >= (self.unavailable_from_call or self.calls + 1):
             raise ProviderUnavailable("connection refused")
-        results = []
+        results: list[SendResult] = []
         for item in batch:
+            if len(results) == self.lost_after:
+                raise ProviderUnavailable("connection lost", results=results)
             to = item.message.recipient.addr_spec
             self.attempts.append(to)
             if to in self.no_answer:
                 continue
-            if to in self.refuse:
+            if to in self.defer:
+                results.append(SendResult(item.request_id, "deferred", error="452 mailbox full"))
+            elif to in self.doubt:
+                results.append(SendResult(item.request_id, "in_doubt", error="connection lost"))
+            elif to in self.refuse:
                 results.append(SendResult(item.request_id, "rejected", error="550 no such user"))
             else:
                 self.delivered.append(to)
@@ -127,9 +136,7 @@ def test_after_a_crash_an_idempotent_provider_gets_the_same_key_again(store: Sto
     files = {path.stem for path in store.outbox.glob("*.eml")}
     assert in_flight <= files
     assert len(store.messages()) == 3  # the two in flight and the one never tried
-    assert store.ledger_rows(STATUS_COUNTS) == [
-        ("sent", 5)
-    ]
+    assert store.ledger_rows(STATUS_COUNTS) == [("sent", 5)]
 
 
 def test_an_unavailable_provider_fails_the_run_and_the_next_run_sends(store: Store) -> None:
@@ -142,9 +149,7 @@ def test_an_unavailable_provider_fails_the_run_and_the_next_run_sends(store: Sto
             provider=ScriptedProvider(unavailable=True),
         )
     # The first batch (two) was claimed and waits; the rest of the day is not decided yet.
-    assert store.ledger_rows(STATUS_COUNTS) == [
-        ("pending", 2)
-    ]
+    assert store.ledger_rows(STATUS_COUNTS) == [("pending", 2)]
     assert store.ledger_rows("SELECT COUNT(*) FROM decisions") == [(2,)]
     assert store.ledger_rows("SELECT COUNT(*) FROM coverage WHERE day = '2026-11-20'") == [(0,)]
 
@@ -217,6 +222,42 @@ def test_a_request_the_provider_gives_no_answer_for_is_held_in_doubt(store: Stor
     assert (report.counts["sent"], report.counts["in_doubt"]) == (4, 1)
     assert store.ledger_rows(STATUS_COUNTS) == [("in_doubt", 1), ("sent", 4)]
     assert "in_doubt" in store.cli("status").output
+
+
+def test_a_deferred_request_waits_for_the_next_run_and_an_in_doubt_one_is_not_resent(
+    store: Store,
+) -> None:
+    """'Refused for now' goes back to pending and the next run sends it once; 'may have been
+    sent' is held in doubt and never sent again."""
+    _five_customers(store)
+    first = ScriptedProvider(defer={"c1@example.com"}, doubt={"c2@example.com"})
+    report = run_sync(store.settings(), SyncRequest(now=local(2026, 11, 20, 23)), provider=first)
+    assert (report.counts["sent"], report.counts["deferred"], report.counts["in_doubt"]) == (
+        3,
+        1,
+        1,
+    )
+    assert store.ledger_rows(STATUS_COUNTS) == [("in_doubt", 1), ("pending", 1), ("sent", 3)]
+
+    second = ScriptedProvider()
+    run_sync(store.settings(), SyncRequest(now=local(2026, 11, 21, 23)), provider=second)
+    assert second.delivered == ["c1@example.com"]
+    assert store.ledger_rows(STATUS_COUNTS) == [("in_doubt", 1), ("sent", 4)]
+
+
+def test_a_provider_lost_mid_batch_keeps_what_it_sent(store: Store) -> None:
+    """What went out before the provider was lost is recorded as sent, never sent again; the
+    rest of the batch waits as pending for the next run."""
+    _five_customers(store)
+    lost = ScriptedProvider(lost_after=1)
+    with pytest.raises(SyncError, match="connection lost"):
+        run_sync(store.settings(), SyncRequest(now=local(2026, 11, 20, 23)), provider=lost)
+    assert store.ledger_rows(STATUS_COUNTS) == [("pending", 1), ("sent", 1)]
+
+    healthy = ScriptedProvider()
+    run_sync(store.settings(), SyncRequest(now=local(2026, 11, 21, 1)), provider=healthy)
+    assert sorted(lost.delivered + healthy.delivered) == [f"c{n}@example.com" for n in range(5)]
+    assert store.ledger_rows(STATUS_COUNTS) == [("sent", 5)]
 
 
 def test_settled_requests_forget_the_address(store: Store) -> None:
