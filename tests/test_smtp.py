@@ -26,6 +26,7 @@ from tests.smtp_server import (
     certificates,
     free_port,
 )
+from tests.test_emails import HOSTILE
 
 DAY = datetime(2026, 11, 20, 10, 0)
 NIGHT = local(2026, 11, 20, 23)
@@ -36,6 +37,12 @@ PASSWORD = "pa55-w0rd-never-shown"
 REFUSAL = "550 5.1.1 <{address}>: Recipient address rejected: no such user"
 
 StartServer = Callable[..., SmtpServer]
+EXPECTED_HEADERS = sorted(
+    [
+        "From", "To", "Subject", "Date", "MIME-Version", "Content-Type", "Message-ID",
+        "List-Unsubscribe", "List-Unsubscribe-Post", "Content-Language", "X-Surveysync-Request",
+    ]
+)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -114,8 +121,7 @@ def test_a_sync_delivers_one_complete_message_per_request(
     assert len(server.handler.peers) == 1
     for received in server.handler.received:
         message = received.parsed()
-        for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe"):
-            assert message[header], header
+        assert sorted(message.keys()) == EXPECTED_HEADERS
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         text = message.get_body(("plain",))
         html = message.get_body(("html",))
@@ -521,3 +527,28 @@ def test_a_server_busy_for_everyone_defers_the_batch_within_its_retry_time(
     tries = [1_000 - server.handler.busy[a] for a in addresses]
     assert tries[0] == 3 and tries[-4:] == [1] * 4  # retried while there was time, then not
     assert tries == sorted(tries, reverse=True)
+
+
+def test_hostile_names_arrive_over_smtp_as_inert_text(
+    store: Store, start_server: StartServer
+) -> None:
+    """CR/LF, markup, quotes, RTL overrides, emoji and 500-character names each reach their
+    own address only, in one message with exactly the usual headers and both parts."""
+    server = start_server()
+    use_smtp(store, server.port)
+    for customer_id, first in HOSTILE.items():
+        store.customer(customer_id, first=first)
+        store.pos.sale(customer_id, DAY)
+
+    store.run(NIGHT)
+
+    assert server.handler.recipients() == sorted(f"{c.lower()}@example.com" for c in HOSTILE)
+    for received in server.handler.received:
+        message = received.parsed()
+        assert sorted(message.keys()) == EXPECTED_HEADERS
+        [to] = message["To"].addresses
+        assert [to.addr_spec] == received.rcpt_tos
+        assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+        html = message.get_body(("html",))
+        assert html is not None and "<script>" not in html.get_content()
+        assert "\u202e" not in str(message["Subject"]) + to.display_name
