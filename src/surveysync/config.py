@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import zoneinfo
-from datetime import datetime
+from datetime import datetime, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -287,7 +287,33 @@ class LogLevel(StrEnum):
 
 class LoggingSettings(Section):
     level: LogLevel = LogLevel.INFO
+    # Folder for JSON-lines log files, one per day (unset: the console only).
     dir: Path | None = None
+    # Daily log files older than this are deleted.
+    keep_days: Annotated[int, Field(ge=1, le=3650)] = 30
+
+
+class ScheduleSettings(Section):
+    """When `surveysync run` syncs: every night at ``at``, store time."""
+
+    at: time = time(23, 0)
+    # A fire missed (server asleep, daemon busy) by less than this still runs when noticed;
+    # later, the next fire's catch-up covers the gap anyway.
+    misfire_grace_minutes: Annotated[int, Field(ge=1, le=1440)] = 360
+    # When the POS or the provider cannot be reached, the night's run is retried, with a
+    # growing pause, until this store time; then it is recorded as failed.
+    retry_until: time = time(5, 0)
+    retry_first_minutes: Annotated[float, Field(gt=0, le=240)] = 2.0
+    retry_max_minutes: Annotated[float, Field(gt=0, le=240)] = 30.0
+    # Written at every start, fire and run end, for monitoring tools.
+    heartbeat_file: Path = Path("surveysync-data/heartbeat.json")
+
+    @field_validator("at", "retry_until")
+    @classmethod
+    def _whole_minutes(cls, value: time) -> time:
+        if value.second or value.microsecond or value.tzinfo is not None:
+            raise ValueError("a store time in whole minutes without a zone, like '23:00'")
+        return value
 
 
 class Settings(BaseSettings):
@@ -309,6 +335,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     provider: ProviderSettings = ProviderSettings()
     email: EmailSettings = EmailSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
