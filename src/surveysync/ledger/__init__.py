@@ -5,6 +5,7 @@
 """
 
 from surveysync.ledger.keys import PersonKeys, mask_email
+from surveysync.ledger.lock import Holder, InstanceLock, LockHeld
 from surveysync.ledger.store import (
     FAILED,
     IN_DOUBT,
@@ -35,8 +36,11 @@ __all__ = [
     "Candidate",
     "Claimable",
     "CooldownRow",
+    "Holder",
+    "InstanceLock",
     "Ledger",
     "LedgerError",
+    "LockHeld",
     "PersonKeys",
     "Settlement",
     "SkipRow",
