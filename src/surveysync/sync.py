@@ -12,14 +12,20 @@ together with their claim), every request of the day is settled, and only then i
 marked covered. Only a run that finishes moves the bookmark the next sync starts from; a
 failed run's days are read again by the next one, which the ledger makes harmless.
 
+A run asked to stop (``SyncRequest.stop``, set by the daemon on SIGTERM) finishes the
+provider batch in hand, records itself as ``stopped`` and returns; what it did not reach is
+read again by the next run.
+
 Error tree::
 
-    SyncError          the run failed; already covered days stay covered
+    SyncError          the run failed; already covered days stay covered. ``retryable``
+                       when the POS or the provider could not be reached (try again later)
 """
 
 from __future__ import annotations
 
 import bisect
+import threading
 import time as monotonic_clock
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -43,7 +49,7 @@ from surveysync.ledger import (
     mask_email,
     new_id,
 )
-from surveysync.pos import PosError, PosSource, RowProblem
+from surveysync.pos import PosError, PosSource, PosUnavailable, RowProblem
 from surveysync.providers import (
     OutgoingEmail,
     Provider,
@@ -70,6 +76,15 @@ ProgressHook = Callable[[str, int], None]  # (event, amount): "day" with a total
 
 class SyncError(Exception):
     """The run could not finish; the message says why and what is already safe."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable  # the POS or provider was unreachable: worth another try
+        self.report: RunReport | None = None
+
+
+class _Stopped(Exception):
+    """The run was asked to stop; raised between batches, never inside one."""
 
 
 @dataclass
@@ -98,6 +113,10 @@ class SyncRequest:
     since: date | None = None
     until: date | None = None
     dry_run: bool = False
+    # Where a scheduled run's window ends: the fire time it stands for (default: now).
+    cutoff: datetime | None = None
+    # Set from another thread to stop the run at the next batch boundary.
+    stop: threading.Event | None = None
 
 
 def run_sync(
@@ -143,11 +162,15 @@ def _open_ledger(settings: Settings, dry_run: bool) -> Ledger:
         raise SyncError(str(exc)) from exc
 
 
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, PosUnavailable | ProviderUnavailable)
+
+
 def _open_pos(settings: Settings) -> PosSource:
     try:
         return PosSource(settings.pos, settings.store.tz)
     except PosError as exc:
-        raise SyncError(str(exc)) from exc
+        raise SyncError(str(exc), retryable=_retryable(exc)) from exc
 
 
 class _DryRunProvider:
@@ -222,7 +245,8 @@ class _Run:
             return backfill_bounds(self.request.since, self.request.until, self.now, self.tz)
         bookmark = self.ledger.sync_bookmark()
         start = sync_start(bookmark, self._first_start(), self.settings.sync.lookback_days)
-        return start, self.now
+        end = (self.request.cutoff or self.now).astimezone(self.tz)
+        return min(start, end), end
 
     def _first_start(self) -> datetime:
         """sync.first_run_start (naive means store-local), else the start of today."""
@@ -254,6 +278,8 @@ class _Run:
             # and their older sales on earlier days are then duplicate_in_run.
             for day in reversed(days):
                 self._process_day(day)
+        except _Stopped:
+            return self._stopped(started)
         except (PosError, ProviderError, LedgerError) as exc:
             return self._fail(exc, started)
         finally:
@@ -264,6 +290,8 @@ class _Run:
             "run.finished",
             run_id=report.run_id,
             store=self.settings.store.id,
+            window_start=report.window_start.isoformat(),
+            window_end=report.window_end.isoformat(),
             counts=dict(report.counts),
             duration_s=round(monotonic_clock.monotonic() - started, 3),
         )
@@ -285,9 +313,27 @@ class _Run:
             self.ledger.finish_run(report.run_id, self.now, "failed", dict(report.counts), str(exc))
         except LedgerError:
             log.exception("run.not_recorded", run_id=report.run_id)
-        error = SyncError(f"run {report.run_id} failed: {exc}")
-        error.report = report  # type: ignore[attr-defined]
+        error = SyncError(f"run {report.run_id} failed: {exc}", retryable=_retryable(exc))
+        error.report = report
         raise error from exc
+
+    def _stopped(self, started: float) -> RunReport:
+        report = self.report
+        report.status = "stopped"
+        self.ledger.finish_run(report.run_id, self.now, "stopped", dict(report.counts))
+        log.warning(
+            "run.stopped",
+            run_id=report.run_id,
+            store=self.settings.store.id,
+            days_covered=[d.isoformat() for d in report.days],
+            counts=dict(report.counts),
+            duration_s=round(monotonic_clock.monotonic() - started, 3),
+        )
+        return report
+
+    def _check_stop(self) -> None:
+        if self.request.stop is not None and self.request.stop.is_set():
+            raise _Stopped
 
     # --- one business day ----------------------------------------------------------------
 
@@ -295,6 +341,7 @@ class _Run:
         choices = RunChoices()
         eligible: list[_Eligible] = []
         for chunk in self.pos.sales(day.start, day.end):
+            self._check_stop()
             eligible.extend(self._decide_chunk(chunk, choices))
         chosen: list[_Eligible] = []
         losers: list[_Eligible] = []
@@ -302,6 +349,7 @@ class _Run:
             (chosen if choices.is_chosen(item.sale, item.keys) else losers).append(item)
         self._record_skips([(e.sale, e.keys, SkipReason.DUPLICATE_IN_RUN) for e in losers])
         for batch in _batches(chosen, self.provider.max_batch_size):
+            self._check_stop()
             self._claim_and_send(batch)
         self.ledger.mark_covered(day.day, day.end, self.report.run_id)
         bisect.insort(self.report.days, day.day)
@@ -435,6 +483,7 @@ class _Run:
         """Render and send; returns the ids of the requests that did not go out."""
         not_sent: set[str] = set()
         for batch in _batches(list(claimables), self.provider.max_batch_size):
+            self._check_stop()  # what is claimed but not sent waits as pending
             outgoing, unrenderable = self._render(batch)
             self.ledger.settle(unrenderable, self.now)
             self.report.counts["failed"] += len(unrenderable)
