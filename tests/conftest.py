@@ -85,6 +85,7 @@ class Store:
             "ledger": {"url": f'"{self.ledger_url}"'},
             "sync": {"first_run_start": self.first_run_start},
             "provider": {"outbox_dir": f'"{self.outbox.as_posix()}"'},
+            "schedule": {"heartbeat_file": f'"{(self.root / "heartbeat.json").as_posix()}"'},
         }
         for section, values in self.extra.items():
             sections.setdefault(section, {}).update(values)

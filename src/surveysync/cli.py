@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, time, timedelta
@@ -17,14 +18,16 @@ from typing import Any
 
 import click
 
-from surveysync import links, providers
+from surveysync import heartbeat, links, providers
 from surveysync import logging as logs
 from surveysync.config import ConfigError, Settings, load_settings
 from surveysync.console import Output, day_list, local_time
 from surveysync.ledger import Ledger, LedgerError, mask_email, migrate, reports
+from surveysync.ledger.lock import InstanceLock
 from surveysync.pos import PosError, PosSource
 from surveysync.render import InvalidLink, Renderer, RenderError, SurveyEmail
 from surveysync.rules import REASON_TEXT, InvalidEmail, SkipReason, normalize_email
+from surveysync.scheduler import Daemon, next_fire
 from surveysync.sync import RunReport, SyncError, SyncRequest, run_sync
 
 EXIT_FAILED = 1
@@ -59,8 +62,22 @@ def _settings(ctx: click.Context) -> Settings:
         settings = load_settings(ctx.obj["config_path"])
     except ConfigError as exc:
         raise ConfigProblem(str(exc)) from None
-    logs.configure(settings.logging.level.value, logs.secret_values(settings))
+    _configure_logs(settings)
     return settings
+
+
+def _configure_logs(settings: Settings) -> None:
+    """Console always; JSON-lines files too when logging.dir is set. Once per process."""
+    try:
+        logs.configure(
+            settings.logging.level.value,
+            logs.secret_values(settings),
+            log_dir=settings.logging.dir,
+            keep_days=settings.logging.keep_days,
+            store=settings.store.id,
+        )
+    except logs.LogSetupError as exc:
+        raise ConfigProblem(str(exc)) from None
 
 
 def _now(settings: Settings) -> datetime:
@@ -114,7 +131,7 @@ def check(ctx: click.Context) -> None:
     except ConfigError as exc:
         out.line(f"config    failed  {exc}")
         ctx.exit(EXIT_USAGE)
-    logs.configure(settings.logging.level.value, logs.secret_values(settings))
+    _configure_logs(settings)
     out.line(f"config    ok      store {settings.store.id!r}, {settings.store.timezone}")
     results = [
         _check_pos(settings, out),
@@ -183,7 +200,40 @@ def _check_provider(settings: Settings, out: Output) -> bool:
     return True
 
 
-# --- sync and backfill -----------------------------------------------------------------
+# --- the daemon, sync and backfill -----------------------------------------------------
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run as a daemon: catch up now, then sync every night at schedule.at (store time).
+
+    Stops cleanly on SIGTERM, SIGINT or Ctrl-Break, exit code 0. Refuses to start while
+    another surveysync runs for this store on the same ledger.
+    """
+    settings = _settings(ctx)
+    daemon = Daemon(settings)
+    _stop_on_signals(daemon)
+    upcoming = local_time(next_fire(settings, _now(settings)), settings.store.tz)
+    click.echo(
+        f"surveysync {settings.store.id}: nightly at {settings.schedule.at:%H:%M} "
+        f"{settings.store.timezone}; next {upcoming}"
+    )
+    try:
+        daemon.serve()
+    except LedgerError as exc:
+        raise RunFailed(str(exc)) from None
+
+
+def _stop_on_signals(daemon: Daemon) -> None:
+    def handle(number: int, _frame: Any) -> None:
+        daemon.stop(signal.Signals(number).name)
+
+    # SIGBREAK is Ctrl-Break: how WinSW and NSSM stop a console program on Windows.
+    for name in ("SIGTERM", "SIGINT", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handle)
+
 
 
 @main.command()
@@ -227,6 +277,16 @@ def backfill(ctx: click.Context, since: datetime, until: datetime | None, dry_ru
 
 
 def _run(settings: Settings, request: SyncRequest) -> RunReport:
+    if request.dry_run:  # writes nothing: safe beside a running daemon
+        return _run_unlocked(settings, request)
+    try:
+        with InstanceLock(settings.ledger.url.get_secret_value(), settings.store.id, request.kind):
+            return _run_unlocked(settings, request)
+    except LedgerError as exc:  # LockHeld says who holds it
+        raise RunFailed(str(exc)) from None
+
+
+def _run_unlocked(settings: Settings, request: SyncRequest) -> RunReport:
     out = Output()
     with out.progress("Reading days") as hook:
         try:
@@ -288,19 +348,48 @@ def _print_report(out: Output, report: RunReport, settings: Settings) -> None:
 @click.option("--days", default=14, show_default=True, help="How many days back to show.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, days: int) -> None:
-    """Last runs, days covered and missed, decisions by reason, requests not settled.
+    """Next fire, the daemon's heartbeat, last runs, days covered and missed, decisions by
+    reason, requests not settled.
 
-    Exits 1 when the most recent run failed, so monitoring can act on the exit code.
+    Exits 1 when the most recent run failed or the daemon missed its fire, so monitoring can
+    act on the exit code.
     """
     settings = _settings(ctx)
+    now = _now(settings)
     with _ledger(settings) as ledger:
-        result = reports.status(ledger, _now(settings), settings.store.tz, days)
+        result = reports.status(ledger, now, settings.store.tz, days)
+    schedule = _schedule_status(settings, now)
     if as_json:
-        click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+        data = result.as_dict() | {"schedule": schedule}
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
+        _print_schedule(Output(), schedule, settings)
         _print_status(Output(), result, settings)
-    if result.runs and result.runs[0].status == "failed":
+    if (result.runs and result.runs[0].status == "failed") or schedule["overdue"]:
         ctx.exit(EXIT_FAILED)
+
+
+def _schedule_status(settings: Settings, now: datetime) -> dict[str, Any]:
+    beat = heartbeat.read(settings.schedule.heartbeat_file)
+    return {
+        "next_fire": next_fire(settings, now).isoformat(),
+        "heartbeat": None if beat is None else vars(beat),
+        "overdue": beat is not None and beat.overdue(now),
+    }
+
+
+def _print_schedule(out: Output, schedule: dict[str, Any], settings: Settings) -> None:
+    tz = settings.store.tz
+    out.line(f"next nightly run: {local_time(datetime.fromisoformat(schedule['next_fire']), tz)}")
+    beat = schedule["heartbeat"]
+    if beat is None:
+        out.line("daemon: no heartbeat yet (`surveysync run` has not run with this config)")
+        return
+    updated = local_time(datetime.fromisoformat(beat["updated_at"]), tz)
+    out.line(f"daemon: {beat['state']} (pid {beat['pid']} on {beat['host']}), heartbeat {updated}")
+    if schedule["overdue"]:
+        due = local_time(datetime.fromisoformat(beat["next_fire"]), tz)
+        out.line(f"daemon: OVERDUE: it was due to run at {due} and has not reported since")
 
 
 def _print_status(out: Output, result: reports.Status, settings: Settings) -> None:

@@ -1,0 +1,241 @@
+"""The nightly daemon behind ``surveysync run``.
+
+An APScheduler 3.x ``BackgroundScheduler`` holds one job, ``night``: it fires once on start
+(catch-up after the server was off) and then every night at ``schedule.at`` store time, with
+a real misfire grace time, coalescing (three missed fires run once) and one instance at a
+time. Each night runs ``run_sync`` with the fire time as cutoff; its window starts where the
+last successful run ended, so missed nights widen the window and nothing is skipped.
+
+When the POS or the provider cannot be reached, the night is retried with a growing pause
+until ``schedule.retry_until`` (05:00 by default), each attempt logged; then it stays failed
+and the next night covers the gap.
+
+A stop (SIGTERM, SIGINT, SIGBREAK: ``Daemon.stop``) lets the batch in hand finish and be
+settled, records the run as ``stopped``, and ends ``serve`` within ``STOP_TIMEOUT``.
+
+This module never decides anything about sales and never sends: ``run_sync`` does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import structlog
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+
+from surveysync import heartbeat
+from surveysync.config import Settings
+from surveysync.ledger.lock import InstanceLock
+from surveysync.providers import Provider
+from surveysync.sync import RunReport, SyncError, SyncRequest, run_sync
+
+log = structlog.get_logger("surveysync.scheduler")
+
+JOB_ID = "night"
+STOP_TIMEOUT = 25.0  # seconds for the batch in hand; systemd and WinSW allow 45
+_POLL = 1.0  # how often the main thread looks up from waiting (signals on Windows)
+
+Wait = Callable[[float], bool]  # sleep up to n seconds; True when the daemon is stopping
+Clock = Callable[[], datetime]
+
+
+class NightlyTrigger(BaseTrigger):  # type: ignore[misc]
+    """Once per store-local day at ``at``, whatever the clocks do that day.
+
+    APScheduler 3.x's CronTrigger skips a day whose ``at`` falls in a spring-forward gap at
+    midnight (America/Santiago, Asia/Beirut, America/Havana) and fires twice when ``at`` is
+    repeated on a fall-back night. Here a time that does not exist fires at the first
+    instant after the gap, and a repeated time fires once, at its first occurrence.
+    """
+
+    def __init__(self, at: time, tz: ZoneInfo) -> None:
+        self.at = at
+        self.tz = tz
+
+    def fire_on(self, day: date) -> datetime:
+        # fold=0 and a round trip through UTC: a skipped time moves past the gap, a
+        # repeated time is its first occurrence.
+        wall = datetime.combine(day, self.at, tzinfo=self.tz)
+        return wall.astimezone(UTC).astimezone(self.tz)
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        # fire_on gives one instant per local day, later each day, so "after the previous
+        # fire and not before now" is at most one fire a day. (The previous fire may be a
+        # catch-up at start, earlier the same day: tonight's fire still comes.)
+        day = now.astimezone(self.tz).date() - timedelta(days=1)
+        while (fire := self.fire_on(day)) < now or (
+            previous_fire_time is not None and fire <= previous_fire_time
+        ):
+            day += timedelta(days=1)
+        return fire
+
+    def last_fire(self, moment: datetime) -> datetime:
+        """The latest fire time at or before ``moment``."""
+        day = moment.astimezone(self.tz).date()
+        fire = self.fire_on(day)
+        return fire if fire <= moment else self.fire_on(day - timedelta(days=1))
+
+    def __str__(self) -> str:
+        return f"nightly[{self.at:%H:%M} {self.tz.key}]"
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        provider: Provider | None = None,
+        clock: Clock | None = None,
+        wait: Wait | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tz = settings.store.tz
+        self.trigger = NightlyTrigger(settings.schedule.at, self.tz)
+        self.stopping = threading.Event()
+        self._provider = provider  # tests hand one in; else run_sync makes the configured one
+        self._clock = clock or (lambda: datetime.now(self.tz))
+        self._wait: Wait = wait or self.stopping.wait
+        self._idle = threading.Event()
+        self._idle.set()
+        self._beat = heartbeat.Heartbeat(settings.store.id, "starting")
+
+    # --- lifetime --------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Run until ``stop``: a night now (catch-up), then one every night. Holds the
+        ledger's instance lock throughout; raises LockHeld if another process has it."""
+        ledger_url = self.settings.ledger.url.get_secret_value()
+        with InstanceLock(ledger_url, self.settings.store.id, "run"):
+            scheduler = self._scheduler()
+            self._beat.started_at = self._clock().isoformat()
+            scheduler.start()
+            log.info("daemon.started", schedule=str(self.trigger), next_fire=self._next_fire())
+            self._write_beat("idle")
+            try:
+                while not self.stopping.wait(_POLL):
+                    pass
+            finally:
+                scheduler.shutdown(wait=False)
+                self._finish_stop()
+
+    def stop(self, reason: str) -> None:
+        if not self.stopping.is_set():
+            log.info("daemon.stopping", reason=reason)
+            self.stopping.set()
+
+    def _finish_stop(self) -> None:
+        finished = self._idle.wait(STOP_TIMEOUT)
+        if not finished:
+            log.error("daemon.stop_timeout", waited_s=STOP_TIMEOUT)
+        self._write_beat("stopped")
+        log.info("daemon.stopped", clean=finished)
+
+    def _scheduler(self) -> BackgroundScheduler:
+        scheduler = BackgroundScheduler(timezone=self.tz)
+        scheduler.add_job(
+            self.night,
+            trigger=self.trigger,
+            id=JOB_ID,
+            name="nightly sync",
+            misfire_grace_time=self.settings.schedule.misfire_grace_minutes * 60,
+            coalesce=True,
+            max_instances=1,
+            next_run_time=self._clock(),  # catch up at once
+        )
+        scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
+        return scheduler
+
+    def _missed(self, event: JobExecutionEvent) -> None:
+        # Later than the grace time: the next night's catch-up covers the gap.
+        log.warning("night.missed", scheduled=event.scheduled_run_time.isoformat())
+
+    # --- one night -------------------------------------------------------------------------
+
+    def night(self) -> RunReport | None:
+        """Sync up to the latest fire time, retrying an unreachable POS or provider until
+        retry_until. Returns the last run's report (None if no run could start)."""
+        self._idle.clear()
+        try:
+            cutoff = self.trigger.last_fire(self._clock())
+            self._write_beat("running")
+            report = self._night_until(cutoff, self._retry_deadline(cutoff))
+            self._remember(report)
+            return report
+        except Exception:
+            # Logged here, masked like every event, rather than by APScheduler's own logger;
+            # the daemon lives on and the next night tries again.
+            log.exception("night.crashed")
+            return None
+        finally:
+            self._write_beat("idle")
+            self._idle.set()
+
+    def _night_until(self, cutoff: datetime, deadline: datetime) -> RunReport | None:
+        schedule = self.settings.schedule
+        pause = schedule.retry_first_minutes * 60
+        attempt = 1
+        while True:
+            log.info("night.started", cutoff=cutoff.isoformat(), attempt=attempt)
+            report, retryable = self._run_once(cutoff)
+            if not retryable or self.stopping.is_set():
+                return report
+            retry_at = self._clock() + timedelta(seconds=pause)
+            if retry_at > deadline:
+                log.error("night.gave_up", attempts=attempt, until=deadline.isoformat())
+                return report
+            log.warning("night.retry", attempt=attempt, retry_at=retry_at.isoformat())
+            if self._wait(pause):
+                return report
+            attempt += 1
+            pause = min(pause * 2, schedule.retry_max_minutes * 60)
+
+    def _run_once(self, cutoff: datetime) -> tuple[RunReport | None, bool]:
+        request = SyncRequest(
+            now=self._clock(), kind="scheduled", cutoff=cutoff, stop=self.stopping
+        )
+        try:
+            return run_sync(self.settings, request, provider=self._provider), False
+        except SyncError as exc:
+            return exc.report, exc.retryable
+
+    def _retry_deadline(self, cutoff: datetime) -> datetime:
+        """The first retry_until after the cutoff: 05:00 the next morning by default."""
+        local = cutoff.astimezone(self.tz)
+        until = NightlyTrigger(self.settings.schedule.retry_until, self.tz)
+        deadline = until.fire_on(local.date())
+        return deadline if deadline > local else until.fire_on(local.date() + timedelta(days=1))
+
+    # --- heartbeat -------------------------------------------------------------------------
+
+    def _next_fire(self) -> str:
+        fire = self.trigger.get_next_fire_time(None, self._clock())
+        return fire.isoformat() if fire else ""
+
+    def _remember(self, report: RunReport | None) -> None:
+        if report is not None:
+            self._beat.last_run = {
+                "id": report.run_id,
+                "status": report.status,
+                "finished_at": self._clock().isoformat(),
+                "error": report.error,
+            }
+
+    def _write_beat(self, state: str) -> None:
+        self._beat.state = state
+        self._beat.updated_at = self._clock().isoformat()
+        self._beat.next_fire = self._next_fire()
+        heartbeat.write(self.settings.schedule.heartbeat_file, self._beat)
+
+
+def next_fire(settings: Settings, now: datetime) -> datetime:
+    """When ``surveysync run`` with these settings fires next."""
+    fire = NightlyTrigger(settings.schedule.at, settings.store.tz).get_next_fire_time(None, now)
+    assert fire is not None  # a daily trigger always has a next day
+    return fire
