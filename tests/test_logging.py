@@ -74,3 +74,30 @@ def test_log_events_carry_the_run_id_bound_for_the_run(store: Store) -> None:
         report = store.run(local(2026, 11, 20, 23))
     assert {e.get("run_id") for e in captured} == {report.run_id}
     assert structlog.contextvars.get_contextvars() == {}
+
+
+def test_every_event_names_the_store_even_outside_a_run() -> None:
+    """Start-up and idle events name the store too, also after a run unbound its own context."""
+    buffer = io.StringIO()
+    logs.configure("info", stream=buffer, store="north")
+    log = structlog.get_logger("test")
+    log.info("scheduler.started")
+    structlog.contextvars.bind_contextvars(run_id=7, store="north")
+    log.info("run.started")
+    structlog.contextvars.unbind_contextvars("run_id", "store")
+    log.info("scheduler.waiting")
+
+    events = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert [e["store"] for e in events] == ["north"] * 3
+    assert [e.get("run_id") for e in events] == [None, 7, None]
+    assert all(e["level"] == "info" and e["timestamp"].endswith("Z") for e in events)
+
+
+def test_a_plain_console_gets_one_json_object_per_line() -> None:
+    """Where stderr is not a terminal (a Windows service, a pipe) every line is JSON."""
+    buffer = io.StringIO()
+    logs.configure("info", stream=buffer)
+    structlog.get_logger("test").info("run.started", note="Zoë's bike, 자전거")
+
+    (line,) = buffer.getvalue().splitlines()
+    assert json.loads(line)["note"] == "Zoë's bike, 자전거"
