@@ -272,3 +272,40 @@ def test_ci_runs_on_linux_with_servers_and_on_windows_without() -> None:
         assert 'python-version: "3.11"' in job
         assert "ruff check src tests benchmarks" in job
         assert "mypy" in job
+
+
+# --- the installed package -----------------------------------------------------------------
+
+
+def test_a_built_wheel_carries_every_file_the_program_reads(tmp_path: Path) -> None:
+    """A normal (non-editable) install has the example config `init` writes, every template
+    and every migration, not only the Python modules."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    # From a clean copy: a build/ folder left by an earlier build would hide a missing file.
+    tree = tmp_path / "tree"
+    shutil.copytree(
+        ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tree / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(tree)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    [wheel] = tmp_path.glob("surveysync-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = ROOT / "src"
+    wanted = [
+        p.relative_to(shipped).as_posix()
+        for pattern in ("surveysync/data/*", "surveysync/templates/**/*.*",
+                        "surveysync/ledger/migrations/versions/*.py")
+        for p in shipped.glob(pattern)
+    ]  # fmt: skip
+    assert "surveysync/data/surveysync.example.toml" in wanted
+    assert sorted(set(wanted) - names) == []
