@@ -191,8 +191,10 @@ def _check_templates(settings: Settings, out: Output) -> bool:
 def _check_provider(settings: Settings, out: Output) -> bool:
     try:
         provider = providers.create(settings.provider)
-        detail = provider.check()
-        provider.close()
+        try:
+            detail = provider.check()
+        finally:
+            provider.close()
     except providers.ProviderError as exc:
         out.line(f"provider  failed  {exc}")
         return False

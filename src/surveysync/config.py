@@ -20,6 +20,7 @@ from typing import Annotated, Any, ClassVar
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -167,6 +168,12 @@ class SyncSettings(Section):
 class ProviderKind(StrEnum):
     OUTBOX = "outbox"
     SMTP = "smtp"
+    SENDGRID = "sendgrid"
+    POSTMARK = "postmark"
+    MAILGUN = "mailgun"
+    RESEND = "resend"
+    BREVO = "brevo"
+    WEBHOOK = "webhook"
 
 
 class SmtpSecurity(StrEnum):
@@ -218,11 +225,131 @@ class SmtpSettings(Section):
         return self.port or _SMTP_DEFAULT_PORTS[self.security]
 
 
+def _api_url(value: str) -> str:
+    """https, or plain http to this machine only (a local relay or a test server)."""
+    host = value.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    if value.startswith("https://") or (
+        value.startswith("http://") and host in _LOOPBACK_HOSTS
+    ):
+        return value.rstrip("/")
+    raise ValueError("must be an https:// URL (plain http only to localhost)")
+
+
+ApiUrl = Annotated[str, AfterValidator(_api_url)]
+
+
+class HttpSettings(Section):
+    """How every HTTP provider (SendGrid, Postmark, Mailgun, Resend, Brevo, webhook) calls."""
+
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # Never more than this many API calls per second; None: no limit of ours.
+    max_per_second: Annotated[float, Field(gt=0)] | None = None
+    # 429, 5xx, timeouts and resets are retried, bounded in attempts and in total time.
+    retry_attempts: Annotated[int, Field(ge=1, le=20)] = 6
+    retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 300.0
+
+
+class _ApiKeySettings(Section):
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _resolve(self) -> _ApiKeySettings:
+        from_file = _read_secret_file(self.api_key_file)
+        if from_file is not None:
+            object.__setattr__(self, "api_key", from_file)
+        return self
+
+
+class SendGridSettings(_ApiKeySettings):
+    base_url: ApiUrl = "https://api.sendgrid.com"  # EU subusers: https://api.eu.sendgrid.com
+
+
+class PostmarkSettings(_ApiKeySettings):
+    """api_key is the Postmark *server* token."""
+
+    base_url: ApiUrl = "https://api.postmarkapp.com"
+    message_stream: Annotated[str, Field(min_length=1)] = "outbound"
+
+
+class MailgunRegion(StrEnum):
+    US = "us"
+    EU = "eu"
+
+
+class MailgunSettings(_ApiKeySettings):
+    domain: str | None = None  # the sending domain, e.g. mg.demo-cycles.example
+    region: MailgunRegion = MailgunRegion.US
+    base_url: ApiUrl | None = None  # default: by region
+
+    @property
+    def effective_base_url(self) -> str:
+        if self.base_url:
+            return self.base_url
+        return {
+            MailgunRegion.US: "https://api.mailgun.net",
+            MailgunRegion.EU: "https://api.eu.mailgun.net",
+        }[self.region]
+
+
+class ResendSettings(_ApiKeySettings):
+    base_url: ApiUrl = "https://api.resend.com"
+
+
+class BrevoSettings(_ApiKeySettings):
+    base_url: ApiUrl = "https://api.brevo.com"
+
+
+class WebhookSettings(Section):
+    url: ApiUrl | None = None
+    # Signs every POST (HMAC-SHA256 over timestamp and body); the receiver checks it.
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _resolve(self) -> WebhookSettings:
+        from_file = _read_secret_file(self.secret_file)
+        if from_file is not None:
+            object.__setattr__(self, "secret", from_file)
+        return self
+
+
 class ProviderSettings(Section):
     kind: ProviderKind = ProviderKind.OUTBOX
     outbox_dir: Path = Path("outbox")
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
     smtp: SmtpSettings = SmtpSettings()
+    http: HttpSettings = HttpSettings()
+    sendgrid: SendGridSettings = SendGridSettings()
+    postmark: PostmarkSettings = PostmarkSettings()
+    mailgun: MailgunSettings = MailgunSettings()
+    resend: ResendSettings = ResendSettings()
+    brevo: BrevoSettings = BrevoSettings()
+    webhook: WebhookSettings = WebhookSettings()
+
+    @model_validator(mode="after")
+    def _chosen_provider_is_configured(self) -> ProviderSettings:
+        kind = self.kind
+        if kind in _API_KEY_PROVIDERS and getattr(self, kind.value).api_key is None:
+            raise ValueError(
+                f"provider.kind = {kind.value!r} needs provider.{kind.value}.api_key "
+                f"(or api_key_file)"
+            )
+        if kind is ProviderKind.MAILGUN and not self.mailgun.domain:
+            raise ValueError("provider.kind = 'mailgun' needs provider.mailgun.domain")
+        if kind is ProviderKind.WEBHOOK and not (self.webhook.url and self.webhook.secret):
+            raise ValueError("provider.kind = 'webhook' needs provider.webhook.url and secret")
+        return self
+
+
+_API_KEY_PROVIDERS = {
+    ProviderKind.SENDGRID,
+    ProviderKind.POSTMARK,
+    ProviderKind.MAILGUN,
+    ProviderKind.RESEND,
+    ProviderKind.BREVO,
+}
 
 
 class EmailSettings(Section):

@@ -25,6 +25,7 @@ Error tree::
 from __future__ import annotations
 
 import bisect
+import hashlib
 import threading
 import time as monotonic_clock
 from collections import Counter
@@ -57,6 +58,7 @@ from surveysync.providers import (
     ProviderUnavailable,
     SendResult,
 )
+from surveysync.providers.base import SuppressionSource
 from surveysync.render import Renderer, RenderError
 from surveysync.rules import (
     Decision,
@@ -271,6 +273,7 @@ class _Run:
             window_end=report.window_end.isoformat(),
         )
         try:
+            self._sync_suppressions()
             self._resume_unsettled()
             days = slice_days(report.window_start, report.window_end, self.tz)
             self.progress("days", len(days))
@@ -479,12 +482,15 @@ class _Run:
             payload=_payload(sale),
         )
 
-    def _deliver(self, claimables: Sequence[Claimable]) -> set[str]:
-        """Render and send; returns the ids of the requests that did not go out."""
+    def _deliver(self, claimables: Sequence[Claimable], batch_key: str | None = None) -> set[str]:
+        """Render and send; returns the ids of the requests that did not go out.
+
+        ``batch_key`` repeats a call that a crash left in flight, under its old key."""
         not_sent: set[str] = set()
         for batch in _batches(list(claimables), self.provider.max_batch_size):
             self._check_stop()  # what is claimed but not sent waits as pending
-            outgoing, unrenderable = self._render(batch)
+            key = batch_key or _batch_key([c.request_id for c in batch])
+            outgoing, unrenderable = self._render(batch, key)
             self.ledger.settle(unrenderable, self.now)
             self.report.counts["failed"] += len(unrenderable)
             not_sent.update(s.request_id for s in unrenderable)
@@ -492,7 +498,9 @@ class _Run:
                 not_sent.update(self._send(outgoing))
         return not_sent
 
-    def _render(self, batch: Sequence[Claimable]) -> tuple[list[OutgoingEmail], list[Settlement]]:
+    def _render(
+        self, batch: Sequence[Claimable], batch_key: str
+    ) -> tuple[list[OutgoingEmail], list[Settlement]]:
         outgoing: list[OutgoingEmail] = []
         failed: list[Settlement] = []
         for item in batch:
@@ -502,13 +510,13 @@ class _Run:
                 log.warning("request.unrenderable", request_id=item.request_id, error=str(exc))
                 failed.append(Settlement(item.request_id, "failed", error=str(exc)))
                 continue
-            outgoing.append(OutgoingEmail(item.request_id, item.request_id, message))
+            outgoing.append(OutgoingEmail(item.request_id, item.request_id, message, batch_key))
         return outgoing, failed
 
     def _send(self, outgoing: Sequence[OutgoingEmail]) -> set[str]:
         """One provider call, settled; returns the ids of the requests that did not go out."""
         ids = [o.request_id for o in outgoing]
-        self.ledger.mark_sending(ids, self.now, self.provider.name)
+        self.ledger.mark_sending(ids, self.now, self.provider.name, outgoing[0].batch_key)
         try:
             results = self.provider.send(outgoing)
         except ProviderUnavailable as exc:
@@ -571,13 +579,40 @@ class _Run:
             self.report.counts["in_doubt"] += len(in_flight)
             log.warning("requests.in_doubt", count=len(in_flight), policy="skip")
             in_flight = []
-        leftovers = [*in_flight, *self._all_unsent("pending")]
-        if leftovers:
-            log.info("requests.resumed", count=len(leftovers))
-            self._deliver(leftovers)
+        pending = self._all_unsent("pending")
+        if in_flight or pending:
+            log.info("requests.resumed", in_flight=len(in_flight), pending=len(pending))
+        # A call left in flight is repeated as it was, so its idempotency key still matches.
+        for key, group in _by_batch(in_flight).items():
+            self._deliver(group, batch_key=key)
+        if pending:
+            self._deliver(pending)
 
     def _all_unsent(self, status: str) -> list[Claimable]:
         return self.ledger.unsent(status, limit=1_000_000)
+
+    def _sync_suppressions(self) -> None:
+        """Pull the provider's suppression list into the ledger, so an unsubscribe made
+        through any channel holds here. A failure is logged; the run goes on."""
+        provider = self.provider
+        if self.request.dry_run or not isinstance(provider, SuppressionSource):
+            return
+        cursor_name = f"suppression_cursor:{self.provider.name}:{self.settings.store.id}"
+        try:
+            found, cursor = provider.fetch_suppressions(self.ledger.install_value(cursor_name))
+        except ProviderError as exc:
+            log.warning("suppressions.sync_failed", provider=self.provider.name, error=str(exc))
+            return
+        rows = []
+        for item in found:
+            if (address := _normalized(item.email)) is not None:
+                rows.append((self.ledger.keys.email(address), mask_email(address), item.reason))
+        added = self.ledger.add_suppressions(rows, "provider", self.now)
+        if cursor is not None:
+            self.ledger.set_install_value(cursor_name, cursor)
+        log.info(
+            "suppressions.synced", provider=self.provider.name, fetched=len(found), added=added
+        )
 
 
 def _normalized(raw: str | None) -> str | None:
@@ -603,6 +638,18 @@ def _payload(sale: Sale) -> dict[str, Any]:
         "employee_name": sale.employee_name,
         "finalized_at": sale.finalized_at.isoformat() if sale.finalized_at else None,
     }
+
+
+def _batch_key(request_ids: Sequence[str]) -> str:
+    """The same for the same requests, whatever their order."""
+    return hashlib.sha256("\n".join(sorted(request_ids)).encode("ascii")).hexdigest()[:40]
+
+
+def _by_batch(claimables: Sequence[Claimable]) -> dict[str | None, list[Claimable]]:
+    groups: dict[str | None, list[Claimable]] = {}
+    for item in claimables:
+        groups.setdefault(item.batch_key, []).append(item)
+    return groups
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

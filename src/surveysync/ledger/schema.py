@@ -122,6 +122,8 @@ requests = Table(
     Column("payload", Text),  # render data (names, locale, location); cleared on settle too
     Column("provider", String(32)),
     Column("provider_message_id", String(255)),
+    # The provider call it went out in: a crashed batch is resent whole, under one key.
+    Column("batch_key", String(64)),
     Column("error", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("sending_at", UtcDateTime),

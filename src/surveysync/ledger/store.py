@@ -133,6 +133,7 @@ class Claimable:
     request_id: str
     email: str
     payload: dict[str, Any]
+    batch_key: str | None = None  # set while in flight: the provider call it went out in
 
 
 def new_id() -> str:
@@ -525,24 +526,27 @@ class Ledger:
     def unsent(self, status: str, limit: int) -> list[Claimable]:
         """Requests of this store in ``status`` (pending, or sending after a crash)."""
         query = (
-            select(requests.c.id, requests.c.email, requests.c.payload)
+            select(requests.c.id, requests.c.email, requests.c.payload, requests.c.batch_key)
             .where(requests.c.store == self.store, requests.c.status == status)
             .order_by(requests.c.created_at, requests.c.id)
             .limit(limit)
         )
         with self.transaction() as conn:
             return [
-                Claimable(row.id, row.email, json.loads(row.payload or "{}"))
+                Claimable(row.id, row.email, json.loads(row.payload or "{}"), row.batch_key)
                 for row in conn.execute(query)
             ]
 
-    def mark_sending(self, request_ids: Sequence[str], now: datetime, provider: str) -> None:
-        """Committed before the provider is called: after a crash we know what was in flight."""
+    def mark_sending(
+        self, request_ids: Sequence[str], now: datetime, provider: str, batch_key: str
+    ) -> None:
+        """Committed before the provider is called: after a crash we know what was in flight,
+        and in which call, so that the call can be repeated whole under its key."""
         with self.transaction() as conn:
             conn.execute(
                 update(requests)
                 .where(requests.c.id == bindparam("rid"))
-                .values(status=SENDING, sending_at=now, provider=provider),
+                .values(status=SENDING, sending_at=now, provider=provider, batch_key=batch_key),
                 [{"rid": rid} for rid in request_ids],
             )
 
@@ -604,6 +608,42 @@ class Ledger:
         with self.transaction() as conn:
             result = conn.execute(_upsert(conn, suppressions, ["kind", "key"], row, update=False))
             return bool(result.rowcount)
+
+    def add_suppressions(
+        self, rows: Sequence[tuple[str, str, str | None]], source: str, now: datetime
+    ) -> int:
+        """Email suppressions (key, masked display, reason) in bulk; returns how many are new."""
+        if not rows:
+            return 0
+        with self.transaction() as conn:
+            known = self._suppressed(conn, [key for key, _, _ in rows])
+            fresh = {key: (display, reason) for key, display, reason in rows if key not in known}
+            if fresh:
+                conn.execute(
+                    insert(suppressions),
+                    [
+                        {
+                            "kind": "email",
+                            "key": key,
+                            "display": display,
+                            "source": source,
+                            "reason": reason and reason[:200],
+                            "created_at": now,
+                        }
+                        for key, (display, reason) in fresh.items()
+                    ],
+                )
+            return len(fresh)
+
+    def install_value(self, name: str) -> str | None:
+        """A small named value the program keeps in the ledger (a provider's sync cursor)."""
+        with self.transaction() as conn:
+            value = conn.scalar(select(install.c.value).where(install.c.name == name))
+        return None if value is None else str(value)
+
+    def set_install_value(self, name: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(_upsert(conn, install, ["name"], {"name": name, "value": value}))
 
     def remove_suppression(self, kind: str, key: str) -> bool:
         with self.transaction() as conn:

@@ -11,6 +11,7 @@ from surveysync.providers.base import (
 )
 from surveysync.providers.outbox import OutboxProvider
 from surveysync.providers.smtp import SmtpProvider
+from surveysync.providers.webhook import WebhookProvider
 
 
 def create(settings: ProviderSettings) -> Provider:
@@ -18,6 +19,8 @@ def create(settings: ProviderSettings) -> Provider:
         return OutboxProvider(settings.outbox_dir, settings.batch_size)
     if settings.kind is ProviderKind.SMTP:
         return SmtpProvider(settings.smtp, batch_size=settings.batch_size)
+    if settings.kind is ProviderKind.WEBHOOK:
+        return WebhookProvider(settings.webhook, settings.http, batch_size=settings.batch_size)
     raise ProviderError(f"provider.kind {settings.kind!r} is not available")
 
 
@@ -30,5 +33,6 @@ __all__ = [
     "ProviderUnavailable",
     "SendResult",
     "SmtpProvider",
+    "WebhookProvider",
     "create",
 ]

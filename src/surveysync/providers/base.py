@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from surveysync.render import SurveyEmail
 
@@ -53,8 +53,11 @@ class ProviderInDoubt(ProviderError):
 @dataclass(frozen=True, slots=True)
 class OutgoingEmail:
     request_id: str
-    idempotency_key: str
+    idempotency_key: str  # this request's own key (the request id)
     message: SurveyEmail
+    # The key of the provider call this email goes out in, the same for every email of the
+    # call and again when a crashed call is sent again: for batch endpoints' idempotency.
+    batch_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,24 @@ class SendResult:
     status: Outcome
     provider_message_id: str | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    """An address the provider will not send to (unsubscribed, complained, bounced)."""
+
+    email: str
+    reason: str | None = None
+
+
+@runtime_checkable
+class SuppressionSource(Protocol):
+    """A provider whose suppression list can be pulled into the ledger before each run."""
+
+    def fetch_suppressions(self, cursor: str | None) -> tuple[list[Suppressed], str | None]:
+        """Every suppression since ``cursor`` (None: all), and the cursor to ask from next
+        time. Raises ProviderError when the list cannot be read."""
+        ...
 
 
 class Provider(Protocol):

@@ -1,0 +1,291 @@
+"""The webhook provider against a real HTTP server on 127.0.0.1: signed, batched, retried
+through faults, and never twice, also across a crash between send and settle."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+
+import pytest
+import stamina
+from structlog.testing import capture_logs
+
+from surveysync.providers import OutgoingEmail, SendResult, WebhookProvider, create
+from surveysync.providers.webhook import signature
+from surveysync.sync import SyncError, SyncRequest, run_sync
+from tests.conftest import Store, local
+from tests.http_fake import (
+    RESET_AFTER,
+    RESET_BEFORE,
+    FakeProvider,
+    Recorded,
+    Reply,
+    slow,
+    status,
+)
+
+SECRET = "whsec-never-in-a-log"
+NIGHT = local(2026, 11, 20, 23)
+BAD = "refuse.me@example.com"
+
+
+@pytest.fixture(autouse=True)
+def retries_without_waiting() -> Iterator[None]:
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield
+
+
+def receive(fake: FakeProvider) -> Callable[[Recorded], Reply]:
+    """The store's own endpoint: checks the signature, refuses one address, counts the rest."""
+
+    def route(request: Recorded) -> Reply:
+        stamp = request.headers["x-surveysync-timestamp"]
+        expected = signature(SECRET, stamp, request.body)
+        if not hmac.compare_digest(expected, request.headers["x-surveysync-signature"]):
+            return Reply(401, {"message": "bad signature"})
+        body = request.json()
+        if body["type"] == "ping":
+            return Reply(200, {"ok": True})
+        results = []
+        for message in body["messages"]:
+            if message["to"] == BAD:
+                results.append({"request_id": message["request_id"], "status": "rejected",
+                                "error": f"{BAD} is on our do-not-mail list"})  # fmt: skip
+            else:
+                fake.deliver(message["request_id"])
+                results.append({"request_id": message["request_id"], "status": "sent"})
+        return Reply(200, {"results": results})
+
+    return route
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    service = FakeProvider({})
+    service.routes[("POST", "/hooks/surveys")] = receive(service)
+    service.start()
+    yield service
+    service.stop()
+
+
+def use_webhook(store: Store, fake: FakeProvider, **http: str) -> None:
+    store.first_run_start = "2026-11-19T00:00:00"
+    store.extra["provider"] = {"kind": '"webhook"', "batch_size": "4"}
+    store.extra["provider.webhook"] = {
+        "url": f'"{fake.url}/hooks/surveys"',
+        "secret": f'"{SECRET}"',
+    }
+    store.extra["provider.http"] = {"timeout_seconds": "0.3", "retry_attempts": "8", **http}
+
+
+def customers(store: Store, count: int, day: int = 20) -> list[str]:
+    for n in range(count):
+        store.customer(f"C{n}")
+        store.pos.sale(f"C{n}", datetime(2026, 11, day, 9, 0) + timedelta(minutes=n))
+    return [f"c{n}@example.com" for n in range(count)]
+
+
+def request_ids(store: Store) -> list[str]:
+    return sorted(rid for (rid,) in store.ledger_rows("SELECT id FROM requests"))
+
+
+def statuses(store: Store) -> list[str]:
+    return sorted(s for (s,) in store.ledger_rows("SELECT status FROM requests"))
+
+
+def test_each_batch_is_one_signed_post_with_every_message(store: Store, fake: FakeProvider) -> None:
+    """Ten requests go out as three signed POSTs of at most four, each with an
+    Idempotency-Key, the rendered parts and the unsubscribe headers."""
+    use_webhook(store, fake)
+    customers(store, 10)
+    report = store.run(NIGHT)
+
+    assert report.counts["sent"] == 10
+    assert sorted(fake.delivered) == request_ids(store)
+    assert len(fake.handled) == 3
+    for request in fake.handled:
+        assert len(request.headers["idempotency-key"]) == 40
+        for message in request.json()["messages"]:
+            assert message["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            assert message["subject"] and "https://survey.example/s/" in message["text"]
+    assert statuses(store) == ["sent"] * 10
+
+
+def test_every_request_is_delivered_once_under_a_30_percent_fault_rate(
+    store: Store, fake: FakeProvider
+) -> None:
+    """429s, 5xx, resets before and after handling, and read timeouts on 30 % of calls:
+    each survey reaches the endpoint exactly once."""
+    use_webhook(store, fake)
+    fake.fault_rate = 0.3
+    fake.random_faults = [
+        status(429, Retry_After="1"),
+        status(500),
+        status(502),
+        status(503),
+        RESET_BEFORE,
+        RESET_AFTER,
+        slow(0.5),
+    ]
+    customers(store, 40)
+    report = store.run(NIGHT)
+
+    assert report.counts["sent"] == 40
+    assert set(fake.delivered.values()) == {1} and len(fake.delivered) == 40
+    assert sum(fake.faults_injected.values()) >= 3
+    assert statuses(store) == ["sent"] * 40
+
+
+def test_retry_after_is_honoured_in_seconds_and_as_a_date(store: Store, fake: FakeProvider) -> None:
+    """The wait asked for by 429 (seconds) and 503 (an HTTP date) is the wait used."""
+    use_webhook(store, fake)
+    fake.plan = [
+        status(429, Retry_After="7"),
+        status(503, Retry_After="Fri, 20 Nov 2026 22:00:30 GMT"),
+    ]
+    customers(store, 1)
+    with capture_logs() as logs:
+        store.run(NIGHT)
+    waits = [e["wait_s"] for e in logs if e["event"] == "http.retry"]
+    assert waits[0] == 7.0
+    assert waits[1] is not None and waits[1] >= 0
+    assert len(fake.delivered) == 1
+
+
+def test_a_wait_longer_than_the_retry_time_gives_up_and_keeps_the_requests(
+    store: Store, fake: FakeProvider
+) -> None:
+    """A Retry-After of an hour with 300 s to spend: the run fails at once, the requests
+    wait as pending, and the next run sends them."""
+    use_webhook(store, fake)
+    fake.plan = [status(429, Retry_After="3600")]
+    customers(store, 2)
+    with pytest.raises(SyncError, match="HTTP 429"):
+        store.run(NIGHT)
+    assert statuses(store) == ["pending", "pending"]
+    store.run(NIGHT + timedelta(hours=1))
+    assert statuses(store) == ["sent", "sent"] and len(fake.delivered) == 2
+
+
+def test_a_refused_address_is_rejected_and_the_rest_go_through(
+    store: Store, fake: FakeProvider
+) -> None:
+    """The endpoint's 'rejected' for one message settles it with its words, masked."""
+    use_webhook(store, fake)
+    customers(store, 3)
+    store.customer("BAD", BAD)
+    store.pos.sale("BAD", datetime(2026, 11, 20, 12, 0))
+    report = store.run(NIGHT)
+
+    assert (report.counts["sent"], report.counts["rejected"]) == (3, 1)
+    [(error,)] = store.ledger_rows("SELECT error FROM requests WHERE status = 'rejected'")
+    assert "do-not-mail" in error and BAD not in error
+
+
+def test_a_batch_refused_whole_is_split_to_find_the_one_at_fault(
+    store: Store, fake: FakeProvider
+) -> None:
+    """A 422 for a batch sends its messages one by one: only the bad one is rejected."""
+    use_webhook(store, fake)
+    handled = receive(fake)
+
+    def strict(request: Recorded) -> Reply:
+        if any(m["to"] == BAD for m in request.json().get("messages", [])):
+            return Reply(422, {"message": "invalid recipient in batch"})
+        return handled(request)
+
+    fake.routes[("POST", "/hooks/surveys")] = strict
+    customers(store, 3)
+    store.customer("BAD", BAD)
+    store.pos.sale("BAD", datetime(2026, 11, 20, 12, 0))
+    report = store.run(NIGHT)
+    assert (report.counts["sent"], report.counts["rejected"]) == (3, 1)
+    assert set(fake.delivered.values()) == {1}
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAfterSend:
+    """The real provider, and a power cut right after it answered, before the ledger hears."""
+
+    def __init__(self, real: WebhookProvider) -> None:
+        self.real = real
+        self.name = real.name
+        self.max_batch_size = real.max_batch_size
+        self.honours_idempotency_key = True
+
+    def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
+        self.real.send(batch)
+        raise Crash
+
+    def check(self) -> str:
+        return self.real.check()
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_a_crash_between_send_and_settle_then_restart_sends_nothing_twice(
+    store: Store, fake: FakeProvider
+) -> None:
+    """The batch in flight is repeated with the same Idempotency-Key; the endpoint drops the
+    repeat; every request ends sent, delivered once."""
+    use_webhook(store, fake)
+    customers(store, 3)
+    settings = store.settings()
+    provider = create(settings.provider)
+    assert isinstance(provider, WebhookProvider)
+    try:
+        with pytest.raises(Crash):
+            run_sync(settings, SyncRequest(now=NIGHT), provider=CrashAfterSend(provider))
+    finally:
+        provider.close()
+    assert statuses(store) == ["sending"] * 3
+    first_key = fake.requests[-1].headers["idempotency-key"]
+
+    store.run(NIGHT + timedelta(minutes=5))
+
+    assert fake.requests[-1].headers["idempotency-key"] == first_key
+    assert set(fake.delivered.values()) == {1} and len(fake.delivered) == 3
+    assert statuses(store) == ["sent"] * 3
+
+
+def test_a_refused_secret_fails_the_run_in_plain_words_and_loses_nothing(
+    store: Store, fake: FakeProvider
+) -> None:
+    """A 401 is about the key, not the customers: nobody is rejected, all wait as pending."""
+    use_webhook(store, fake)
+    store.extra["provider.webhook"]["secret"] = '"the-wrong-secret"'
+    customers(store, 2)
+    with pytest.raises(SyncError, match="refused the API key"):
+        store.run(NIGHT)
+    assert statuses(store) == ["pending", "pending"]
+
+
+def test_check_pings_the_endpoint_and_names_a_wrong_url(store: Store, fake: FakeProvider) -> None:
+    """check sends a signed ping; a URL the server does not know is reported as such."""
+    use_webhook(store, fake)
+    ok = store.cli("check")
+    assert "provider  ok      webhook:" in ok.output and "accepted a signed ping" in ok.output
+    store.extra["provider.webhook"]["url"] = f'"{fake.url}/wrong/path"'
+    wrong = store.cli("check")
+    assert wrong.exit_code == 1
+    assert "404" in wrong.output and "wrong region, domain or base_url" in wrong.output
+
+
+def test_the_secret_and_addresses_never_reach_the_logs(store: Store, fake: FakeProvider) -> None:
+    """Through faults, rejections and retries, no log event holds the secret or an address."""
+    use_webhook(store, fake)
+    fake.plan = [status(500), RESET_BEFORE, status(429, Retry_After="1")]
+    customers(store, 3)
+    store.customer("BAD", BAD)
+    store.pos.sale("BAD", datetime(2026, 11, 20, 12, 0))
+    with capture_logs() as logs:
+        store.run(NIGHT)
+    text = json.dumps(logs, default=str)
+    assert SECRET not in text
+    assert "@example.com" not in text.replace("***@example.com", "")
