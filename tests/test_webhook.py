@@ -4,15 +4,18 @@ through faults, and never twice, also across a crash between send and settle."""
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 import stamina
 from structlog.testing import capture_logs
 
 from surveysync.providers import OutgoingEmail, SendResult, WebhookProvider, create
+from surveysync.providers.http import retry_after
 from surveysync.providers.webhook import signature
 from surveysync.sync import SyncError, SyncRequest, run_sync
 from tests.conftest import Store, local
@@ -289,3 +292,66 @@ def test_the_secret_and_addresses_never_reach_the_logs(store: Store, fake: FakeP
     text = json.dumps(logs, default=str)
     assert SECRET not in text
     assert "@example.com" not in text.replace("***@example.com", "")
+
+
+class FakeTime:
+    """A monotonic clock that only moves when something sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.calls: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_calls_never_exceed_max_per_second(store: Store, fake: FakeProvider) -> None:
+    """At 2 calls a second, five batches take at least two seconds of (fake) time, and no
+    two calls come closer than half a second."""
+    use_webhook(store, fake, max_per_second="2")
+    customers(store, 20)
+    settings = store.settings()
+    time = FakeTime()
+    started: list[float] = []
+    provider = WebhookProvider(
+        settings.provider.webhook, settings.provider.http, batch_size=4,
+        clock=time.clock, sleep=time.sleep,
+    )  # fmt: skip
+    provider.caller.client.event_hooks["request"].append(lambda _: started.append(time.now))
+    try:
+        run_sync(settings, SyncRequest(now=NIGHT), provider=provider)
+    finally:
+        provider.close()
+    assert len(started) == 5 and len(fake.delivered) == 20
+    gaps = [b - a for a, b in itertools.pairwise(started)]
+    assert min(gaps) >= 0.5 - 1e-9 and started[-1] - started[0] >= 2.0 - 1e-9
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "12"}, 12.0),
+        ({"Retry-After": "Fri, 20 Nov 2026 22:01:00 GMT"}, 60.0),
+        ({"Retry-After": "soon"}, None),
+        ({"X-RateLimit-Reset": "30"}, 30.0),
+        (
+            {
+                "RateLimit-Reset": str(
+                    int(datetime(2026, 11, 20, 22, 0, 45, tzinfo=UTC).timestamp())
+                )
+            },
+            45.0,
+        ),
+        ({}, None),
+    ],
+)
+def test_the_wait_a_provider_asks_for_is_read_from_its_headers(
+    headers: dict[str, str], expected: float | None
+) -> None:
+    """Retry-After in seconds or as a date, and rate-limit reset headers in seconds or as a
+    Unix time, all become the number of seconds to wait."""
+    response = httpx.Response(429, headers=headers)
+    assert retry_after(response, datetime(2026, 11, 20, 22, 0, tzinfo=UTC)) == expected
