@@ -245,6 +245,23 @@ def test_a_deferred_request_waits_for_the_next_run_and_an_in_doubt_one_is_not_re
     assert store.ledger_rows(STATUS_COUNTS) == [("in_doubt", 1), ("sent", 4)]
 
 
+def test_with_the_resend_policy_requests_in_doubt_go_out_again_once(store: Store) -> None:
+    """sync.in_doubt = "resend" is the operator accepting a rare duplicate: the next run sends
+    what was held in doubt, once, and it ends sent."""
+    _five_customers(store)
+    store.extra["sync"] = {"in_doubt": '"resend"'}
+    first = ScriptedProvider(doubt={"c2@example.com"})
+    run_sync(store.settings(), SyncRequest(now=local(2026, 11, 20, 23)), provider=first)
+    assert store.ledger_rows(STATUS_COUNTS) == [("in_doubt", 1), ("sent", 4)]
+
+    second = ScriptedProvider()
+    run_sync(store.settings(), SyncRequest(now=local(2026, 11, 21, 23)), provider=second)
+    third = ScriptedProvider()
+    run_sync(store.settings(), SyncRequest(now=local(2026, 11, 22, 23)), provider=third)
+    assert (second.delivered, third.delivered) == (["c2@example.com"], [])
+    assert store.ledger_rows(STATUS_COUNTS) == [("sent", 5)]
+
+
 def test_a_provider_lost_mid_batch_keeps_what_it_sent(store: Store) -> None:
     """What went out before the provider was lost is recorded as sent, never sent again; the
     rest of the batch waits as pending for the next run."""

@@ -39,6 +39,7 @@ import structlog
 from surveysync import providers as provider_registry
 from surveysync.config import Settings
 from surveysync.ledger import (
+    IN_DOUBT,
     SENDING,
     Candidate,
     Claimable,
@@ -570,15 +571,20 @@ class _Run:
             log.error("provider.result_missing", count=len(request_ids))
 
     def _resume_unsettled(self) -> None:
-        """Finish what an earlier run left: pending requests, and in-flight ones after a crash."""
+        """Finish what an earlier run left: pending requests, in-flight ones after a crash,
+        and, when the operator chose ``sync.in_doubt = "resend"``, those held in doubt."""
         in_flight = self._all_unsent(SENDING)
-        if in_flight and not (
-            self.provider.honours_idempotency_key or self.settings.sync.in_doubt.value == "resend"
-        ):
+        resend = self.settings.sync.in_doubt.value == "resend"
+        if in_flight and not (self.provider.honours_idempotency_key or resend):
             self.ledger.mark_in_doubt([c.request_id for c in in_flight])
             self.report.counts["in_doubt"] += len(in_flight)
             log.warning("requests.in_doubt", count=len(in_flight), policy="skip")
             in_flight = []
+        if resend and not self.request.dry_run:
+            doubtful = self._all_unsent(IN_DOUBT)
+            if doubtful:
+                log.warning("requests.resending_in_doubt", count=len(doubtful), policy="resend")
+            in_flight += doubtful
         pending = self._all_unsent("pending")
         if in_flight or pending:
             log.info("requests.resumed", in_flight=len(in_flight), pending=len(pending))
