@@ -1,0 +1,673 @@
+"""The SendGrid provider against a real HTTP server on 127.0.0.1 that answers as SendGrid's v3
+API documents it: one Mail Send call per batch, through faults, never twice, unsubscribes
+synced, and the request bodies held against SendGrid's published schema."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+import socket
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stamina
+from jsonschema import Draft4Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
+from structlog.testing import capture_logs
+
+from surveysync.config import EmailSettings, HttpSettings, SendGridSettings, StoreSettings
+from surveysync.providers import OutgoingEmail, SendGridProvider, SendResult, create
+from surveysync.providers.sendgrid import HTML_TAG, TEMPLATE_STAND_IN, TEXT_TAG, mail_body
+from surveysync.render import Renderer
+from surveysync.sync import SyncError, SyncRequest, run_sync
+from tests.conftest import Store, local
+from tests.http_fake import (
+    RESET_AFTER,
+    RESET_BEFORE,
+    FakeProvider,
+    Recorded,
+    Reply,
+    slow,
+    status,
+)
+
+KEY = "SG.test-key.never-in-a-log-7f3a9c"
+NIGHT = local(2026, 11, 20, 23)
+NEXT_NIGHT = local(2026, 11, 21, 23)
+# SendGrid takes no UTF-8 local part: "Does not contain a valid address."
+BAD = "jürgen@example.com"
+SPEC = Path(__file__).resolve().parents[2] / "shared" / "specs" / "sendgrid-v3-openapi.json"
+SPEC_URI = "urn:sendgrid-v3-openapi"
+
+
+@pytest.fixture(autouse=True)
+def retries_without_waiting() -> Iterator[None]:
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield
+
+
+@functools.cache
+def mail_send_schema() -> Draft4Validator:
+    """The request body of ``POST /mail/send`` in SendGrid's OpenAPI (Swagger 2.0) file,
+    its ``$ref``s resolved within that file."""
+    spec = json.loads(SPEC.read_text(encoding="utf-8"))
+    parameters = spec["paths"]["/mail/send"]["post"]["parameters"]
+    index = next(i for i, p in enumerate(parameters) if p.get("in") == "body")
+    registry: Registry[Any] = Registry().with_resource(SPEC_URI, Resource(spec, DRAFT4))
+    pointer = f"{SPEC_URI}#/paths/~1mail~1send/post/parameters/{index}/schema"
+    return Draft4Validator(
+        {"$ref": pointer}, registry=registry, format_checker=Draft4Validator.FORMAT_CHECKER
+    )
+
+
+def schema_errors(body: Any) -> list[str]:
+    return sorted(
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in mail_send_schema().iter_errors(body)
+    )
+
+
+class SendGrid:
+    """SendGrid's v3 API as documented: Bearer keys, Mail Send (202 and X-Message-Id, or a
+    400 naming the field), scopes, and global unsubscribes with time range and paging."""
+
+    def __init__(self) -> None:
+        self.http = FakeProvider(
+            {
+                ("POST", "/v3/mail/send"): self.mail_send,
+                ("GET", "/v3/scopes"): self.scopes_route,
+                ("GET", "/v3/suppression/unsubscribes"): self.unsubscribes_route,
+            }
+        )
+        self.http.idempotent = False  # SendGrid has no idempotency keys
+        self.key = KEY
+        self.echo_refused_key = False
+        self.scopes = ["mail.send", "suppression.unsubscribes.read", "alerts.read"]
+        self.unsubscribes: list[dict[str, Any]] = []
+        self.mails: list[dict[str, Any]] = []  # every message, as its recipient gets it
+        self.bodies: list[dict[str, Any]] = []  # every Mail Send body that was taken
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    def refused(self, request: Recorded) -> Reply | None:
+        presented = request.headers.get("authorization", "")
+        if presented == f"Bearer {self.key}":
+            return None
+        words = "The provided authorization grant is invalid, expired, or revoked"
+        if self.echo_refused_key:
+            words += f" ({presented})"
+        return Reply(401, {"errors": [{"field": None, "message": words, "help": None}]})
+
+    def mail_send(self, request: Recorded) -> Reply:
+        if (refusal := self.refused(request)) is not None:
+            return refusal
+        body = request.json()
+        errors = [{"message": e, "field": None} for e in schema_errors(body)]
+        if not errors:
+            errors = _send_errors(body)
+        if errors:
+            return Reply(400, {"errors": errors})
+        self.bodies.append(body)
+        for personalization in body["personalizations"]:
+            self.mails.append(_as_received(body, personalization))
+            self.http.deliver(personalization["custom_args"]["request_id"])
+        return Reply(202, b"", {"X-Message-Id": uuid.uuid4().hex[:22]})
+
+    def scopes_route(self, request: Recorded) -> Reply:
+        return self.refused(request) or Reply(200, {"scopes": self.scopes})
+
+    def unsubscribes_route(self, request: Recorded) -> Reply:
+        if (refusal := self.refused(request)) is not None:
+            return refusal
+        query = {k: int(v[0]) for k, v in request.query.items()}
+        chosen = sorted(
+            (
+                u
+                for u in self.unsubscribes
+                if query.get("start_time", 0) <= u["created"] <= query.get("end_time", 2**40)
+            ),
+            key=lambda u: u["created"],
+        )
+        offset, limit = query.get("offset", 0), query.get("limit", 500)
+        return Reply(200, chosen[offset : offset + limit])
+
+    def unsubscribe_queries(self) -> list[dict[str, list[str]]]:
+        return [r.query for r in self.http.handled if r.path == "/v3/suppression/unsubscribes"]
+
+    def mail_calls(self) -> list[Recorded]:
+        return [r for r in self.http.requests if r.path == "/v3/mail/send"]
+
+
+def _send_errors(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """What SendGrid refuses beyond the schema: a UTF-8 local part, substitutions over the
+    limit, and content whose first part is not text/plain."""
+    errors: list[dict[str, Any]] = []
+    if body["content"][0]["type"] != "text/plain":
+        errors.append({"message": "The text/plain content type must be first", "field": "content"})
+    for i, personalization in enumerate(body["personalizations"]):
+        if not personalization["to"][0]["email"].split("@")[0].isascii():
+            errors.append(
+                {
+                    "message": "Does not contain a valid address.",
+                    "field": f"personalizations.{i}.to.0.email",
+                    "help": "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html",
+                }
+            )
+        substitutions = personalization.get("substitutions", {})
+        if len(json.dumps(substitutions, ensure_ascii=False).encode()) > 10_000:
+            errors.append(
+                {
+                    "message": "The total size of substitutions may not exceed 10000 bytes "
+                    "per personalization object.",
+                    "field": f"personalizations.{i}.substitutions",
+                }
+            )
+    return errors
+
+
+def _as_received(body: dict[str, Any], personalization: dict[str, Any]) -> dict[str, Any]:
+    substitutions: dict[str, str] = personalization.get("substitutions", {})
+
+    def filled(value: str) -> str:
+        for tag, replacement in substitutions.items():
+            value = value.replace(tag, replacement)
+        return value
+
+    parts = {c["type"]: filled(c["value"]) for c in body["content"]}
+    return {
+        "to": personalization["to"][0],
+        "from": body["from"],
+        "reply_to": body.get("reply_to"),
+        "subject": filled(personalization.get("subject", body["subject"])),
+        "text": parts.get("text/plain"),
+        "html": parts.get("text/html"),
+        "headers": personalization.get("headers", {}),
+        "request_id": personalization["custom_args"]["request_id"],
+        "substituted": bool(substitutions),
+        "template_id": body.get("template_id"),
+        "template_data": personalization.get("dynamic_template_data"),
+    }
+
+
+@pytest.fixture
+def sendgrid() -> Iterator[SendGrid]:
+    service = SendGrid()
+    service.http.start()
+    yield service
+    service.http.stop()
+
+
+def use_sendgrid(
+    store: Store, sendgrid: SendGrid, base_url: str | None = None, **http: str
+) -> None:
+    store.first_run_start = "2026-11-19T00:00:00"
+    store.extra["provider"] = {"kind": '"sendgrid"', "batch_size": "500"}
+    store.extra["provider.sendgrid"] = {
+        "api_key": f'"{KEY}"',
+        "base_url": f'"{base_url or sendgrid.url}"',
+    }
+    store.extra["email"] = {"reply_to": '"service@demo-cycles.example"'}
+    store.extra["provider.http"] = {"timeout_seconds": "0.3", "retry_attempts": "8", **http}
+
+
+def customers(store: Store, count: int, day: int = 20, first: int = 0) -> list[str]:
+    for n in range(first, first + count):
+        store.customer(f"C{n}", first=f"Kim{n}")
+        store.pos.sale(f"C{n}", datetime(2026, 11, day, 9, 0) + timedelta(minutes=n))
+    return [f"c{n}@example.com" for n in range(first, first + count)]
+
+
+def statuses(store: Store) -> list[str]:
+    return sorted(s for (s,) in store.ledger_rows("SELECT status FROM requests"))
+
+
+def request_ids(store: Store, status: str = "sent") -> set[str]:
+    rows = store.ledger_rows(f"SELECT id FROM requests WHERE status = '{status}'")
+    return {rid for (rid,) in rows}
+
+
+def unsubscribe_url(mail: dict[str, Any]) -> str:
+    found = re.match(r"<(https://[^>]+)>", mail["headers"]["List-Unsubscribe"])
+    assert found, mail["headers"]
+    return found.group(1)
+
+
+# --- delivery ----------------------------------------------------------------------------------
+
+
+def test_a_sync_delivers_each_survey_once_with_its_own_parts_and_headers(
+    store: Store, sendgrid: SendGrid
+) -> None:
+    """Ten surveys go out in one Mail Send call; each recipient gets their own subject, text,
+    HTML and List-Unsubscribe, and SendGrid carries our request id as a custom arg."""
+    use_sendgrid(store, sendgrid)
+    addresses = customers(store, 10)
+    report = store.run(NIGHT)
+
+    assert report.counts["sent"] == 10
+    assert len(sendgrid.mail_calls()) == 1
+    assert set(sendgrid.http.delivered) == request_ids(store)
+    assert set(sendgrid.http.delivered.values()) == {1}
+    assert sorted(m["to"]["email"] for m in sendgrid.mails) == sorted(addresses)
+    for mail in sendgrid.mails:
+        n = mail["to"]["email"][1:].split("@")[0]
+        assert mail["to"]["name"] == f"Kim{n} Jansen"
+        assert mail["from"] == {"email": "feedback@demo-cycles.example", "name": "Demo Cycles"}
+        assert mail["reply_to"] == {"email": "service@demo-cycles.example"}
+        assert mail["subject"].startswith(f"Kim{n}, how was your visit")
+        assert f"Hi Kim{n}," in mail["text"] and f"Kim{n}" in mail["html"]
+        link = unsubscribe_url(mail)
+        assert link in mail["text"] and link in mail["html"]
+        assert "https://survey.example/s/" in mail["text"]
+        assert mail["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert mail["headers"]["X-Surveysync-Request"] == mail["request_id"]
+        assert mail["substituted"] and TEXT_TAG not in mail["text"] + mail["html"]
+    links = [unsubscribe_url(m) for m in sendgrid.mails]
+    assert len(set(links)) == 10
+    [(call_id,)] = store.ledger_rows("SELECT DISTINCT provider_message_id FROM requests")
+    assert call_id and len(call_id) == 22
+
+
+def test_the_bodies_sent_follow_the_published_mail_send_schema(
+    store: Store, sendgrid: SendGrid
+) -> None:
+    """A plain batch and a template batch, as taken off the wire, validate against the
+    /mail/send request schema in SendGrid's OpenAPI file."""
+    use_sendgrid(store, sendgrid)
+    customers(store, 3)
+    store.run(NIGHT)
+    store.extra["email"]["provider_templates"] = '{ "*" = "d-0123456789abcdef" }'
+    customers(store, 2, day=21, first=3)
+    store.run(NEXT_NIGHT)
+
+    bodies = [r.json() for r in sendgrid.mail_calls()]
+    assert [("template_id" in b, len(b["personalizations"])) for b in bodies] == [
+        (False, 3),
+        (True, 2),
+    ]
+    for body in bodies:
+        assert schema_errors(body) == []
+
+
+def test_the_schema_check_catches_a_broken_body() -> None:
+    """A body without a recipient, with an empty part and a number as a name is refused by
+    the same validator, so a passing body means something."""
+    message = _renderer().render(uuid.uuid4().hex, "kim@example.com", {"first_name": "Kim"}, NIGHT)
+    body = mail_body([OutgoingEmail(message.request_id, message.request_id, message, "k")])
+    assert schema_errors(body) == []
+    del body["personalizations"][0]["to"]
+    body["content"][1]["value"] = ""
+    body["from"]["name"] = 7
+    assert schema_errors(body) == [
+        "content.1.value: '' should be non-empty",
+        "from.name: 7 is not of type 'string'",
+        "personalizations.0: 'to' is a required property",
+    ]
+
+
+def _renderer(**email: Any) -> Renderer:
+    return Renderer(StoreSettings(name="Test Cycles"), EmailSettings(**email))
+
+
+def _survey(renderer: Renderer, n: int, **changes: Any) -> OutgoingEmail:
+    payload = {"first_name": f"Kim{n}", "language": "en"}
+    message = renderer.render(uuid.uuid4().hex, f"c{n}@example.com", payload, NIGHT)
+    message = dataclasses.replace(message, **changes)
+    return OutgoingEmail(message.request_id, message.request_id, message, "batch-key")
+
+
+def test_a_survey_too_large_for_substitutions_goes_alone_with_plain_content(
+    sendgrid: SendGrid,
+) -> None:
+    """The docs cap a personalization's substitutions at 10,000 bytes: a survey with a
+    larger HTML part goes in a call of its own, with its parts as plain content."""
+    renderer = _renderer()
+    big_html = "<p>" + "Thank you for riding with us. " * 400 + "</p>"
+    batch = [_survey(renderer, 0), _survey(renderer, 1, html=big_html), _survey(renderer, 2)]
+    provider = SendGridProvider(
+        SendGridSettings(api_key=KEY, base_url=sendgrid.url), HttpSettings(timeout_seconds=1)
+    )
+    try:
+        results = provider.send(batch)
+    finally:
+        provider.close()
+
+    assert [r.status for r in results] == ["sent"] * 3
+    calls = [r.json() for r in sendgrid.mail_calls()]
+    assert [len(c["personalizations"]) for c in calls] == [2, 1]
+    assert calls[0]["content"][1]["value"] == HTML_TAG
+    assert calls[1]["content"][1]["value"] == big_html
+    assert "substitutions" not in calls[1]["personalizations"][0]
+    received = {m["request_id"]: m["html"] for m in sendgrid.mails}
+    assert received == {e.request_id: e.message.html for e in batch}
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+
+def test_429_and_5xx_are_retried_and_every_survey_arrives_once(
+    store: Store, sendgrid: SendGrid
+) -> None:
+    """A 429 with Retry-After, then 500, 502 and 503 on Mail Send are retried: every survey
+    arrives once, and the wait SendGrid asked for is the wait used."""
+    use_sendgrid(store, sendgrid)
+    # The unsubscribes are read first; then Mail Send meets four faults.
+    sendgrid.http.plan = [None, status(429, Retry_After="7"), status(500), status(502), status(503)]
+    customers(store, 3)
+    with capture_logs() as logs:
+        report = store.run(NIGHT)
+
+    assert report.counts["sent"] == 3
+    assert set(sendgrid.http.delivered.values()) == {1} and len(sendgrid.http.delivered) == 3
+    assert len(sendgrid.mail_calls()) == 5
+    assert next(e["wait_s"] for e in logs if e["event"] == "http.retry") == 7.0
+
+
+def test_the_unsubscribes_are_read_through_resets_and_timeouts(
+    store: Store, sendgrid: SendGrid
+) -> None:
+    """Reading the unsubscribe list is harmless to repeat: a reset, a read timeout and a 503
+    are retried, and the run then sends as usual."""
+    use_sendgrid(store, sendgrid)
+    sendgrid.unsubscribes = [{"created": 1_700_000_000, "email": "c1@example.com"}]
+    sendgrid.http.plan = [RESET_BEFORE, RESET_AFTER, slow(0.5), status(503)]
+    customers(store, 3)
+    report = store.run(NIGHT)
+
+    assert report.counts["sent"] == 2 and store.decisions()["2"] == "unsubscribed"
+    assert len(sendgrid.unsubscribe_queries()) == 3  # the reset-before one never reached a route
+
+
+@pytest.mark.parametrize(
+    ("fault", "arrived"),
+    [(RESET_BEFORE, 0), (RESET_AFTER, 1), (slow(0.5), 1)],
+    ids=["reset-before-handling", "reset-after-handling", "read-timeout"],
+)
+def test_a_mail_send_without_an_answer_is_held_in_doubt_and_never_resent(
+    store: Store, sendgrid: SendGrid, fault: Any, arrived: int
+) -> None:
+    """A reset or a read timeout on Mail Send cannot say whether SendGrid took the call, and
+    SendGrid has no idempotency key: the surveys are held in doubt, listed by status, and
+    no later run sends them again, so none arrives twice."""
+    use_sendgrid(store, sendgrid)
+    sendgrid.http.plan = [None, fault]
+    customers(store, 3)
+    report = store.run(NIGHT)
+
+    assert report.counts["in_doubt"] == 3
+    assert statuses(store) == ["in_doubt"] * 3
+    status_output = store.cli("status").output
+    assert re.search(r"in_doubt\s.*c\*\*\*@example\.com", status_output), status_output
+    store.run(NEXT_NIGHT)
+    assert len(sendgrid.mail_calls()) == 1
+    assert len(sendgrid.http.delivered) == 3 * arrived
+    assert set(sendgrid.http.delivered.values()) <= {1}
+
+
+def test_no_survey_arrives_twice_under_a_30_percent_fault_rate(
+    store: Store, sendgrid: SendGrid
+) -> None:
+    """429s, 5xx, resets before and after handling and read timeouts on 30 % of calls: each
+    survey arrives at most once; what is not known to be sent is held in doubt."""
+    use_sendgrid(store, sendgrid)
+    store.extra["provider"]["batch_size"] = "4"
+    sendgrid.http.fault_rate = 0.3
+    sendgrid.http.random_faults = [
+        status(429, Retry_After="1"),
+        status(500),
+        status(502),
+        status(503),
+        RESET_BEFORE,
+        RESET_AFTER,
+        slow(0.5),
+    ]
+    customers(store, 40)
+    store.run(NIGHT)
+    store.run(NEXT_NIGHT)
+
+    delivered = sendgrid.http.delivered
+    assert set(delivered.values()) == {1}
+    assert sum(sendgrid.http.faults_injected.values()) >= 5
+    sent, in_doubt = request_ids(store, "sent"), request_ids(store, "in_doubt")
+    assert len(sent) + len(in_doubt) == 40 and in_doubt
+    assert sent <= set(delivered) and set(delivered) <= sent | in_doubt
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAfterSend:
+    """The real provider, and a power cut right after it answered, before the ledger hears."""
+
+    def __init__(self, real: SendGridProvider) -> None:
+        self.real = real
+        self.name = real.name
+        self.max_batch_size = real.max_batch_size
+        self.honours_idempotency_key = real.honours_idempotency_key
+
+    def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
+        self.real.send(batch)
+        raise Crash
+
+    def check(self) -> str:
+        return self.real.check()
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def crash_after_send(store: Store) -> None:
+    settings = store.settings()
+    provider = create(settings.provider)
+    assert isinstance(provider, SendGridProvider)
+    try:
+        with pytest.raises(Crash):
+            run_sync(settings, SyncRequest(now=NIGHT), provider=CrashAfterSend(provider))
+    finally:
+        provider.close()
+    assert statuses(store) == ["sending"] * 3
+
+
+def test_after_a_crash_between_send_and_settle_nothing_is_sent_twice(
+    store: Store, sendgrid: SendGrid
+) -> None:
+    """With the default policy (skip), the batch in flight is held in doubt on restart,
+    listed by status, and never sent again."""
+    use_sendgrid(store, sendgrid)
+    customers(store, 3)
+    crash_after_send(store)
+
+    report = store.run(NIGHT + timedelta(minutes=5))
+
+    assert report.counts["in_doubt"] == 3
+    assert statuses(store) == ["in_doubt"] * 3
+    assert "in_doubt" in store.cli("status").output
+    store.run(NEXT_NIGHT)
+    assert set(sendgrid.http.delivered.values()) == {1} and len(sendgrid.http.delivered) == 3
+
+
+def test_with_the_resend_policy_a_crashed_batch_goes_out_again(
+    store: Store, sendgrid: SendGrid
+) -> None:
+    """sync.in_doubt = "resend" is the operator's choice of a rare duplicate over a lost
+    survey: after a crash the batch in flight is sent again, and ends sent."""
+    use_sendgrid(store, sendgrid)
+    store.extra["sync"] = {"in_doubt": '"resend"'}
+    customers(store, 3)
+    crash_after_send(store)
+
+    store.run(NIGHT + timedelta(minutes=5))
+
+    assert statuses(store) == ["sent"] * 3
+    assert set(sendgrid.http.delivered.values()) == {2}
+
+
+def test_an_address_sendgrid_refuses_is_rejected_with_its_words_and_the_rest_go_through(
+    store: Store, sendgrid: SendGrid
+) -> None:
+    """SendGrid refuses a whole call for one bad address (400 naming the field); each survey
+    is then sent alone, so only that one is rejected, with SendGrid's words."""
+    use_sendgrid(store, sendgrid)
+    customers(store, 3)
+    store.customer("BAD", BAD)
+    store.pos.sale("BAD", datetime(2026, 11, 20, 12, 0))
+    report = store.run(NIGHT)
+
+    assert (report.counts["sent"], report.counts["rejected"]) == (3, 1)
+    assert set(sendgrid.http.delivered.values()) == {1} and len(sendgrid.http.delivered) == 3
+    [(error,)] = store.ledger_rows("SELECT error FROM requests WHERE status = 'rejected'")
+    assert error.startswith("HTTP 400") and "Does not contain a valid address." in error
+    assert "personalizations.0.to.0.email" in error and BAD not in error
+
+
+# --- suppressions -------------------------------------------------------------------------------
+
+
+def test_an_unsubscribe_at_sendgrid_blocks_the_next_sale_and_later_syncs_ask_only_for_new_ones(
+    store: Store, sendgrid: SendGrid
+) -> None:
+    """A person on SendGrid's global unsubscribe list is skipped as unsubscribed; the next
+    run asks from the newest unsubscribe it already has (start_time), not from the start."""
+    use_sendgrid(store, sendgrid)
+    sendgrid.unsubscribes = [
+        {"created": 1_700_000_100, "email": "C1@Example.com"},
+        {"created": 1_700_000_000, "email": "someone@elsewhere.example"},
+    ]
+    customers(store, 3)
+    store.run(NIGHT)
+    assert store.decisions()["2"] == "unsubscribed"
+    assert sorted(m["to"]["email"] for m in sendgrid.mails) == ["c0@example.com", "c2@example.com"]
+
+    sendgrid.unsubscribes.append({"created": 1_700_000_500, "email": "c5@example.com"})
+    customers(store, 2, day=21, first=4)
+    store.run(NEXT_NIGHT)
+
+    first, second = sendgrid.unsubscribe_queries()
+    assert "start_time" not in first and second["start_time"] == ["1700000100"]
+    assert store.decisions()["5"] == "unsubscribed"
+    assert "c5@example.com" not in [m["to"]["email"] for m in sendgrid.mails]
+
+
+def test_a_long_unsubscribe_list_is_read_page_by_page(store: Store, sendgrid: SendGrid) -> None:
+    """More unsubscribes than one page holds are all read, with limit and offset."""
+    use_sendgrid(store, sendgrid)
+    sendgrid.unsubscribes = [
+        {"created": 1_700_000_000 + n, "email": f"gone{n}@example.com"} for n in range(501)
+    ]
+    sendgrid.unsubscribes.append({"created": 1_700_000_999, "email": "c0@example.com"})
+    customers(store, 1)
+    store.run(NIGHT)
+
+    assert [q["offset"] for q in sendgrid.unsubscribe_queries()] == [["0"], ["500"]]
+    assert store.decisions()["1"] == "unsubscribed"
+    [(count,)] = store.ledger_rows("SELECT COUNT(*) FROM suppressions")
+    assert count == 502
+
+
+# --- check and secrets --------------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_check_says_ok_and_names_a_bad_key_a_missing_permission_a_wrong_region_and_no_host(
+    store: Store, sendgrid: SendGrid
+) -> None:
+    """check reads the key's scopes: a good key is ok, and a refused key, a key that may not
+    send, a base_url SendGrid does not know and a closed port are each said plainly."""
+    use_sendgrid(store, sendgrid)
+    ok = store.cli("check")
+    assert "provider  ok      sendgrid: the API key may send (mail.send)" in ok.output
+
+    sendgrid.scopes = ["alerts.read"]
+    lacking = store.cli("check")
+    assert lacking.exit_code == 1 and "lacks the mail.send permission" in lacking.output
+
+    sendgrid.key = "SG.another-key"
+    refused = store.cli("check")
+    assert refused.exit_code == 1 and "refused the API key (HTTP 401" in refused.output
+
+    use_sendgrid(store, sendgrid, base_url=f"{sendgrid.url}/eu")
+    wrong = store.cli("check")
+    assert wrong.exit_code == 1 and "404" in wrong.output
+    assert "wrong region, domain or base_url" in wrong.output
+
+    use_sendgrid(store, sendgrid, base_url=f"http://127.0.0.1:{closed_port()}")
+    unreachable = store.cli("check")
+    assert unreachable.exit_code == 1 and "cannot reach 127.0.0.1" in unreachable.output
+
+
+def test_the_api_key_never_reaches_logs_the_ledger_or_status(
+    store: Store, sendgrid: SendGrid
+) -> None:
+    """Even when SendGrid echoes the refused key in its answer, and through faults and a
+    rejection, the key is in no log event, no ledger error, no error message and no
+    status output."""
+    use_sendgrid(store, sendgrid)
+    sendgrid.key = "SG.the-key-sendgrid-expects"
+    sendgrid.echo_refused_key = True
+    customers(store, 2)
+    store.customer("BAD", BAD)
+    store.pos.sale("BAD", datetime(2026, 11, 20, 12, 0))
+    with capture_logs() as logs:
+        with pytest.raises(SyncError) as refused:
+            store.run(NIGHT)
+        sendgrid.key = KEY
+        # The unsubscribes first, then Mail Send through two faults.
+        sendgrid.http.plan = [None, status(500), status(429, Retry_After="1")]
+        store.run(NEXT_NIGHT)
+
+    assert "refused the API key" in str(refused.value) and KEY not in str(refused.value)
+    assert "(Bearer ***" in str(refused.value)
+    assert statuses(store) == ["rejected", "sent", "sent"]
+    texts = [json.dumps(logs, default=str), store.cli("status").output]
+    texts += [e for (e,) in store.ledger_rows("SELECT error FROM requests") if e]
+    assert all(KEY not in text for text in texts)
+    assert any("***" in text for text in texts)
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+
+def test_with_provider_templates_the_template_id_and_data_are_sent_not_rendered_parts(
+    store: Store, sendgrid: SendGrid
+) -> None:
+    """With email.provider_templates set, each call names one dynamic template and each
+    person gets its data (names, score links, unsubscribe link); no rendered part is sent."""
+    use_sendgrid(store, sendgrid)
+    store.extra["email"]["provider_templates"] = '{ "*" = "d-everyone", nl = "d-nederlands" }'
+    customers(store, 2)
+    store.customer("NL", "nl@example.com", first="Sanne", language="nl")
+    store.pos.sale("NL", datetime(2026, 11, 20, 12, 0))
+    store.run(NIGHT)
+
+    bodies = sorted((r.json() for r in sendgrid.mail_calls()), key=lambda b: b["template_id"])
+    assert [(b["template_id"], len(b["personalizations"])) for b in bodies] == [
+        ("d-everyone", 2),
+        ("d-nederlands", 1),
+    ]
+    wire = json.dumps(bodies, ensure_ascii=False)
+    assert "Hi Kim" not in wire and "How likely are you to recommend" not in wire
+    assert TEXT_TAG not in wire and "substitutions" not in wire
+    for body in bodies:
+        assert body["content"] == [{"type": "text/plain", "value": TEMPLATE_STAND_IN}]
+    for mail in sendgrid.mails:
+        data = mail["template_data"]
+        assert data["unsubscribe_url"] == unsubscribe_url(mail)
+        assert [s["score"] for s in data["scores"]] == list(range(11))
+        assert data["first_name"] in mail["to"]["name"]
+    assert {m["template_data"]["locale"] for m in sendgrid.mails} == {"en", "nl"}
+    assert set(sendgrid.http.delivered.values()) == {1} and len(sendgrid.http.delivered) == 3
