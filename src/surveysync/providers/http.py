@@ -15,6 +15,8 @@ the suppression list. Everything else is decided here, once::
     read timeout, reset, broken reply  retried with the same key  in_doubt: never resent
     401, 403                           ProviderUnavailable: the key is wrong for everyone,
                                        not a reason to reject anybody
+    409                                in_doubt: the key was      (as any other 4xx)
+                                       used already or is in use
     any other 4xx                      one message: rejected with the provider's words;
                                        several: each is sent alone to find the one at fault
 
@@ -51,6 +53,7 @@ log = structlog.get_logger("surveysync.providers.http")
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 KEY_REFUSED_STATUS = frozenset({401, 403})
+CONFLICT_STATUS = 409  # an idempotency key already used, or in use
 _MESSAGE_LIMIT = 300  # characters of a provider's error kept in the ledger
 _RESET_HEADERS = ("ratelimit-reset", "x-ratelimit-reset", "x-rate-limit-reset")
 _EPOCH_THRESHOLD = 1_000_000_000  # a reset header above this is a Unix time, not seconds
@@ -267,8 +270,16 @@ class HttpProvider(ABC):
         self, batch: Sequence[OutgoingEmail], response: httpx.Response
     ) -> list[SendResult]:
         """A 4xx about the request. Nothing of it was sent: one message is rejected; several
-        are sent one by one, so that only the message at fault is rejected."""
+        are sent one by one, so that only the message at fault is rejected.
+
+        Except a 409 to a call with an idempotency key: the key was taken before (the
+        repeat of a call made earlier, with another body) or is in use right now. What it
+        stood for may have gone out: the messages are in doubt, neither rejected (which
+        frees the cooldown) nor sent again one by one under new keys (twice)."""
         reason = f"HTTP {response.status_code}: {self.caller.describe(response)}"
+        if response.status_code == CONFLICT_STATUS and self.honours_idempotency_key:
+            log.error("http.key_conflict", provider=self.name, count=len(batch), error=reason)
+            return [SendResult(e.request_id, "in_doubt", error=reason) for e in batch]
         if len(batch) == 1:
             return [SendResult(batch[0].request_id, "rejected", error=reason)]
         log.warning("http.batch_refused", provider=self.name, count=len(batch), error=reason)
