@@ -10,6 +10,7 @@ from surveysync.providers.base import (
     SendResult,
 )
 from surveysync.providers.outbox import OutboxProvider
+from surveysync.providers.resend import ResendProvider
 from surveysync.providers.sendgrid import SendGridProvider
 from surveysync.providers.smtp import SmtpProvider
 from surveysync.providers.webhook import WebhookProvider
@@ -24,6 +25,8 @@ def create(settings: ProviderSettings) -> Provider:
         return WebhookProvider(settings.webhook, settings.http, batch_size=settings.batch_size)
     if settings.kind is ProviderKind.SENDGRID:
         return SendGridProvider(settings.sendgrid, settings.http, batch_size=settings.batch_size)
+    if settings.kind is ProviderKind.RESEND:
+        return ResendProvider(settings.resend, settings.http, batch_size=settings.batch_size)
     raise ProviderError(f"provider.kind {settings.kind!r} is not available")
 
 
