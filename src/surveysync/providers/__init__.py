@@ -10,6 +10,7 @@ from surveysync.providers.base import (
     SendResult,
 )
 from surveysync.providers.outbox import OutboxProvider
+from surveysync.providers.postmark import PostmarkProvider
 from surveysync.providers.resend import ResendProvider
 from surveysync.providers.sendgrid import SendGridProvider
 from surveysync.providers.smtp import SmtpProvider
@@ -27,12 +28,15 @@ def create(settings: ProviderSettings) -> Provider:
         return SendGridProvider(settings.sendgrid, settings.http, batch_size=settings.batch_size)
     if settings.kind is ProviderKind.RESEND:
         return ResendProvider(settings.resend, settings.http, batch_size=settings.batch_size)
+    if settings.kind is ProviderKind.POSTMARK:
+        return PostmarkProvider(settings.postmark, settings.http, batch_size=settings.batch_size)
     raise ProviderError(f"provider.kind {settings.kind!r} is not available")
 
 
 __all__ = [
     "OutboxProvider",
     "OutgoingEmail",
+    "PostmarkProvider",
     "Provider",
     "ProviderError",
     "ProviderInDoubt",

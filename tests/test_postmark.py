@@ -1,0 +1,598 @@
+"""The Postmark provider against a real HTTP server on 127.0.0.1 that answers as Postmark's API
+documents it: batches with a result per message, whose ErrorCode is always read, through
+faults, never twice, suppressions synced, templates sent by id or alias."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import socket
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import stamina
+from structlog.testing import capture_logs
+
+from surveysync.providers import OutgoingEmail, PostmarkProvider, SendResult, create
+from surveysync.sync import SyncError, SyncRequest, run_sync
+from tests.conftest import Store, local
+from tests.http_fake import (
+    RESET_AFTER,
+    RESET_BEFORE,
+    FakeProvider,
+    Recorded,
+    Reply,
+    slow,
+    status,
+)
+
+TOKEN = "pm-server-token-never-in-a-log-5d2e"
+STREAM = "surveys"
+NIGHT = local(2026, 11, 20, 23)
+NEXT_NIGHT = local(2026, 11, 21, 23)
+INACTIVE = "bounced@example.com"
+INVALID = "jürgen@example.com"  # Postmark answers ErrorCode 300 for a UTF-8 local part
+
+
+@pytest.fixture(autouse=True)
+def retries_without_waiting() -> Iterator[None]:
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield
+
+
+class Postmark:
+    """Postmark's API as documented: the server token header; /email/batch and
+    /email/batchWithTemplates answering 200 with one result per message, in order; /server;
+    and the suppression dump of a message stream, filtered by day."""
+
+    def __init__(self) -> None:
+        self.http = FakeProvider(
+            {
+                ("POST", "/email/batchWithTemplates"): self.batch_with_templates,
+                ("POST", "/email/batch"): self.batch,
+                ("GET", "/server"): self.server,
+                ("GET", "/message-streams/"): self.dump,
+            }
+        )
+        self.http.idempotent = False  # Postmark has no idempotency keys
+        self.token = TOKEN
+        self.echo_refused_token = False
+        self.inactive = {INACTIVE}
+        self.codes: dict[str, tuple[int, str]] = {}  # address -> ErrorCode and Message
+        self.every_message: tuple[int, str] | None = None  # e.g. the account may not send
+        self.suppressions: list[dict[str, str]] = []
+        self.messages: list[dict[str, Any]] = []  # every message Postmark took
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    def refused(self, request: Recorded) -> Reply | None:
+        presented = request.headers.get("x-postmark-server-token", "")
+        if presented == self.token:
+            return None
+        words = "The Server Token you provided in the X-Postmark-Server-Token header was invalid"
+        if self.echo_refused_token:
+            words += f": {presented!r}"
+        return Reply(401, {"ErrorCode": 10, "Message": words})
+
+    def batch(self, request: Recorded) -> Reply:
+        if (refusal := self.refused(request)) is not None:
+            return refusal
+        messages = request.json()
+        if not isinstance(messages, list):
+            return Reply(422, {"ErrorCode": 403, "Message": "Incompatible JSON"})
+        return self.answer(messages, templated=False)
+
+    def batch_with_templates(self, request: Recorded) -> Reply:
+        if (refusal := self.refused(request)) is not None:
+            return refusal
+        body = request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("Messages"), list):
+            return Reply(422, {"ErrorCode": 403, "Message": "Incompatible JSON"})
+        return self.answer(body["Messages"], templated=True)
+
+    def answer(self, messages: list[dict[str, Any]], templated: bool) -> Reply:
+        if len(messages) > 500:
+            return Reply(422, {"ErrorCode": 410, "Message": "Too many batch messages"})
+        return Reply(200, [self.one(m, templated) for m in messages])
+
+    def one(self, message: dict[str, Any], templated: bool) -> dict[str, Any]:
+        address = email.utils.parseaddr(message["To"])[1]
+        has_template = "TemplateId" in message or "TemplateAlias" in message
+        if has_template != templated or ("Subject" in message) == templated:
+            return {"ErrorCode": 300, "Message": "Invalid email request", "To": message["To"]}
+        if not address.split("@")[0].isascii():
+            return {"ErrorCode": 300, "Message": f"Invalid 'To' address: '{address}'."}
+        if address in self.inactive:
+            return {
+                "ErrorCode": 406,
+                "Message": "You tried to send to recipient(s) that have been marked as "
+                f"inactive. Found inactive addresses: {address}. Inactive recipients are ones "
+                "that have generated a hard bounce, a spam complaint, or a manual suppression.",
+            }
+        code = self.every_message or self.codes.get(address)
+        if code is not None:
+            return {"ErrorCode": code[0], "Message": code[1]}
+        self.messages.append(message)
+        self.http.deliver(message["Metadata"]["request_id"])
+        return {
+            "ErrorCode": 0,
+            "Message": "OK",
+            "MessageID": str(uuid.uuid4()),
+            "SubmittedAt": "2026-11-20T17:00:00.0000000-05:00",
+            "To": message["To"],
+        }
+
+    def server(self, request: Recorded) -> Reply:
+        return self.refused(request) or Reply(
+            200, {"ID": 4711, "Name": "Demo Cycles surveys", "Color": "Blue"}
+        )
+
+    def dump(self, request: Recorded) -> Reply:
+        if (refusal := self.refused(request)) is not None:
+            return refusal
+        if request.path != f"/message-streams/{STREAM}/suppressions/dump":
+            return Reply(404, {"ErrorCode": 1226, "Message": "The message stream was not found."})
+        since = request.query.get("fromdate", [""])[0]
+        chosen = [s for s in self.suppressions if s["CreatedAt"][:10] >= since]
+        return Reply(200, {"Suppressions": chosen})
+
+    def dump_queries(self) -> list[dict[str, list[str]]]:
+        return [r.query for r in self.http.handled if r.path.endswith("/suppressions/dump")]
+
+    def batch_calls(self) -> list[Recorded]:
+        return [r for r in self.http.requests if r.path.startswith("/email/")]
+
+
+@pytest.fixture
+def postmark() -> Iterator[Postmark]:
+    service = Postmark()
+    service.http.start()
+    yield service
+    service.http.stop()
+
+
+def use_postmark(
+    store: Store, postmark: Postmark, base_url: str | None = None, **http: str
+) -> None:
+    store.first_run_start = "2026-11-19T00:00:00"
+    store.extra["provider"] = {"kind": '"postmark"', "batch_size": "500"}
+    store.extra["provider.postmark"] = {
+        "api_key": f'"{TOKEN}"',
+        "base_url": f'"{base_url or postmark.url}"',
+        "message_stream": f'"{STREAM}"',
+    }
+    store.extra["email"] = {"reply_to": '"service@demo-cycles.example"'}
+    store.extra["provider.http"] = {"timeout_seconds": "0.3", "retry_attempts": "8", **http}
+
+
+def customers(store: Store, count: int, day: int = 20, first: int = 0) -> list[str]:
+    for n in range(first, first + count):
+        store.customer(f"C{n}", first=f"Kim{n}")
+        store.pos.sale(f"C{n}", datetime(2026, 11, day, 9, 0) + timedelta(minutes=n))
+    return [f"c{n}@example.com" for n in range(first, first + count)]
+
+
+def customer(store: Store, customer_id: str, address: str, hour: int = 12) -> None:
+    store.customer(customer_id, address)
+    store.pos.sale(customer_id, datetime(2026, 11, 20, hour, 0))
+
+
+def statuses(store: Store) -> list[str]:
+    return sorted(s for (s,) in store.ledger_rows("SELECT status FROM requests"))
+
+
+def request_ids(store: Store, status: str = "sent") -> set[str]:
+    rows = store.ledger_rows(f"SELECT id FROM requests WHERE status = '{status}'")
+    return {rid for (rid,) in rows}
+
+
+def delivered_once(postmark: Postmark, count: int) -> bool:
+    delivered = postmark.http.delivered
+    return set(delivered.values()) == {1} and len(delivered) == count
+
+
+def headers(message: dict[str, Any]) -> dict[str, str]:
+    return {h["Name"]: h["Value"] for h in message["Headers"]}
+
+
+def unsubscribe_url(message: dict[str, Any]) -> str:
+    found = re.match(r"<(https://[^>]+)>", headers(message)["List-Unsubscribe"])
+    assert found, message["Headers"]
+    return found.group(1)
+
+
+# --- delivery ----------------------------------------------------------------------------------
+
+
+def test_a_sync_delivers_each_survey_once_with_the_documented_fields(
+    store: Store, postmark: Postmark
+) -> None:
+    """Ten surveys go out in one /email/batch call on the configured stream, each with its
+    own addresses, subject, both parts, unsubscribe headers and our request id as metadata."""
+    use_postmark(store, postmark)
+    addresses = customers(store, 10)
+    report = store.run(NIGHT)
+
+    assert report.counts["sent"] == 10
+    assert [r.path for r in postmark.batch_calls()] == ["/email/batch"]
+    assert postmark.batch_calls()[0].headers["accept"] == "application/json"
+    assert set(postmark.http.delivered) == request_ids(store) and delivered_once(postmark, 10)
+    assert sorted(email.utils.parseaddr(m["To"])[1] for m in postmark.messages) == addresses
+    for message in postmark.messages:
+        n = email.utils.parseaddr(message["To"])[1][1:].split("@")[0]
+        assert message["To"] == f"Kim{n} Jansen <c{n}@example.com>"
+        assert message["From"] == "Demo Cycles <feedback@demo-cycles.example>"
+        assert message["ReplyTo"] == "service@demo-cycles.example"
+        assert message["MessageStream"] == STREAM
+        assert message["Subject"].startswith(f"Kim{n}, how was your visit")
+        assert f"Hi Kim{n}," in message["TextBody"] and f"Kim{n}" in message["HtmlBody"]
+        link = unsubscribe_url(message)
+        assert link in message["TextBody"] and link in message["HtmlBody"]
+        assert headers(message)["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert headers(message)["X-Surveysync-Request"] == message["Metadata"]["request_id"]
+    ids = store.ledger_rows("SELECT provider_message_id FROM requests")
+    assert len({i for (i,) in ids if i and len(i) == 36}) == 10
+
+
+def test_every_result_s_error_code_is_read(store: Store, postmark: Postmark) -> None:
+    """Postmark answers 200 for the batch and a code per message: an inactive recipient
+    (406) and an invalid request (300) are rejected with Postmark's words (addresses
+    masked), a rate-limited one (429) is deferred and goes once with the next run."""
+    use_postmark(store, postmark)
+    customers(store, 3)
+    customer(store, "GONE", INACTIVE)
+    customer(store, "BAD", INVALID, hour=13)
+    postmark.codes["c2@example.com"] = (429, "Rate limit exceeded")
+    report = store.run(NIGHT)
+
+    assert (report.counts["sent"], report.counts["rejected"], report.counts["deferred"]) == (
+        2,
+        2,
+        1,
+    )
+    errors = dict(store.ledger_rows("SELECT email_masked, error FROM requests"))
+    assert errors["b***@example.com"].startswith("ErrorCode 406: You tried to send to recipient")
+    assert INACTIVE not in errors["b***@example.com"]
+    assert errors["j***@example.com"].startswith("ErrorCode 300: Invalid 'To' address")
+    assert "jürgen" not in errors["j***@example.com"]
+    assert statuses(store) == ["pending", "rejected", "rejected", "sent", "sent"]
+
+    del postmark.codes["c2@example.com"]
+    store.run(NEXT_NIGHT)
+    assert statuses(store) == ["rejected", "rejected", "sent", "sent", "sent"]
+    assert delivered_once(postmark, 3)
+
+
+def test_a_server_that_may_not_send_stops_the_run_and_loses_nothing(
+    store: Store, postmark: Postmark
+) -> None:
+    """A code about the server, not the person (405: not allowed to send), rejects nobody:
+    the run stops saying so, the surveys wait as pending, and the next run sends each once."""
+    use_postmark(store, postmark)
+    customers(store, 3)
+    postmark.every_message = (405, "Not allowed to send: your account has run out of credits.")
+    with pytest.raises(SyncError, match=r"postmark cannot send from this server now \(Error"):
+        store.run(NIGHT)
+    assert statuses(store) == ["pending"] * 3
+
+    postmark.every_message = None
+    store.run(NEXT_NIGHT)
+    assert statuses(store) == ["sent"] * 3 and delivered_once(postmark, 3)
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+
+def test_429_and_5xx_are_retried_and_every_survey_arrives_once(
+    store: Store, postmark: Postmark
+) -> None:
+    """A 429 with Retry-After, then 500, 502 and 503 on the batch call are retried: every
+    survey arrives once, and the wait Postmark asked for is the wait used."""
+    use_postmark(store, postmark)
+    # The suppression dump is read first; then the batch call meets four faults.
+    postmark.http.plan = [None, status(429, Retry_After="7"), status(500), status(502), status(503)]
+    customers(store, 3)
+    with capture_logs() as logs:
+        report = store.run(NIGHT)
+
+    assert report.counts["sent"] == 3 and delivered_once(postmark, 3)
+    assert len(postmark.batch_calls()) == 5
+    assert next(e["wait_s"] for e in logs if e["event"] == "http.retry") == 7.0
+
+
+def test_the_suppression_dump_is_read_through_resets_and_timeouts(
+    store: Store, postmark: Postmark
+) -> None:
+    """Reading the suppressions is harmless to repeat: a reset, a read timeout and a 503 are
+    retried, and the run then sends as usual."""
+    use_postmark(store, postmark)
+    postmark.suppressions = [
+        {
+            "EmailAddress": "c1@example.com",
+            "SuppressionReason": "ManualSuppression",
+            "Origin": "Recipient",
+            "CreatedAt": "2026-11-18T08:58:33-05:00",
+        }
+    ]
+    postmark.http.plan = [RESET_BEFORE, RESET_AFTER, slow(0.5), status(503)]
+    customers(store, 3)
+    report = store.run(NIGHT)
+
+    assert report.counts["sent"] == 2 and store.decisions()["2"] == "unsubscribed"
+
+
+@pytest.mark.parametrize(
+    ("fault", "arrived"),
+    [(RESET_BEFORE, 0), (RESET_AFTER, 1), (slow(0.5), 1)],
+    ids=["reset-before-handling", "reset-after-handling", "read-timeout"],
+)
+def test_a_batch_without_an_answer_is_held_in_doubt_and_never_resent(
+    store: Store, postmark: Postmark, fault: Any, arrived: int
+) -> None:
+    """A reset or a read timeout on the batch call cannot say whether Postmark took it, and
+    Postmark has no idempotency key: the surveys are held in doubt, listed by status, and no
+    later run sends them again, so none arrives twice."""
+    use_postmark(store, postmark)
+    postmark.http.plan = [None, fault]
+    customers(store, 3)
+    report = store.run(NIGHT)
+
+    assert report.counts["in_doubt"] == 3 and statuses(store) == ["in_doubt"] * 3
+    status_output = store.cli("status").output
+    assert re.search(r"in_doubt\s.*c\*\*\*@example\.com", status_output), status_output
+    store.run(NEXT_NIGHT)
+    assert len(postmark.batch_calls()) == 1
+    assert len(postmark.http.delivered) == 3 * arrived
+    assert set(postmark.http.delivered.values()) <= {1}
+
+
+def test_no_survey_arrives_twice_under_a_30_percent_fault_rate(
+    store: Store, postmark: Postmark
+) -> None:
+    """429s, 5xx, resets before and after handling and read timeouts on 30 % of calls: each
+    survey arrives at most once; what is not known to be sent is held in doubt."""
+    use_postmark(store, postmark)
+    store.extra["provider"]["batch_size"] = "4"
+    postmark.http.fault_rate = 0.3
+    postmark.http.random_faults = [
+        status(429, Retry_After="1"),
+        status(500),
+        status(502),
+        status(503),
+        RESET_BEFORE,
+        RESET_AFTER,
+        slow(0.5),
+    ]
+    customers(store, 40)
+    store.run(NIGHT)
+    store.run(NEXT_NIGHT)
+
+    delivered = postmark.http.delivered
+    assert set(delivered.values()) == {1}
+    assert sum(postmark.http.faults_injected.values()) >= 5
+    sent, in_doubt = request_ids(store, "sent"), request_ids(store, "in_doubt")
+    assert len(sent) + len(in_doubt) == 40 and in_doubt
+    assert sent <= set(delivered) and set(delivered) <= sent | in_doubt
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAfterSend:
+    """The real provider, and a power cut right after it answered, before the ledger hears."""
+
+    def __init__(self, real: PostmarkProvider) -> None:
+        self.real = real
+        self.name = real.name
+        self.max_batch_size = real.max_batch_size
+        self.honours_idempotency_key = real.honours_idempotency_key
+
+    def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
+        self.real.send(batch)
+        raise Crash
+
+    def check(self) -> str:
+        return self.real.check()
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def crash_after_send(store: Store) -> None:
+    settings = store.settings()
+    provider = create(settings.provider)
+    assert isinstance(provider, PostmarkProvider)
+    try:
+        with pytest.raises(Crash):
+            run_sync(settings, SyncRequest(now=NIGHT), provider=CrashAfterSend(provider))
+    finally:
+        provider.close()
+    assert statuses(store) == ["sending"] * 3
+
+
+def test_after_a_crash_between_send_and_settle_nothing_is_sent_twice(
+    store: Store, postmark: Postmark
+) -> None:
+    """With the default policy (skip), the batch in flight is held in doubt on restart,
+    listed by status, and never sent again."""
+    use_postmark(store, postmark)
+    customers(store, 3)
+    crash_after_send(store)
+
+    report = store.run(NIGHT + timedelta(minutes=5))
+
+    assert report.counts["in_doubt"] == 3 and statuses(store) == ["in_doubt"] * 3
+    assert "in_doubt" in store.cli("status").output
+    store.run(NEXT_NIGHT)
+    assert delivered_once(postmark, 3)
+
+
+def test_with_the_resend_policy_a_crashed_batch_goes_out_again(
+    store: Store, postmark: Postmark
+) -> None:
+    """sync.in_doubt = "resend" is the operator's choice of a rare duplicate over a lost
+    survey: after a crash the batch in flight is sent again, and ends sent."""
+    use_postmark(store, postmark)
+    store.extra["sync"] = {"in_doubt": '"resend"'}
+    customers(store, 3)
+    crash_after_send(store)
+
+    store.run(NIGHT + timedelta(minutes=5))
+
+    assert statuses(store) == ["sent"] * 3
+    assert set(postmark.http.delivered.values()) == {2}
+
+
+# --- suppressions -------------------------------------------------------------------------------
+
+
+def test_a_suppression_at_postmark_blocks_the_next_sale_and_later_syncs_ask_from_the_newest_day(
+    store: Store, postmark: Postmark
+) -> None:
+    """A person on the stream's suppression list is skipped as unsubscribed; the next run
+    asks the dump only from the day of the newest suppression it already has (fromdate)."""
+    use_postmark(store, postmark)
+    postmark.suppressions = [
+        {
+            "EmailAddress": "C1@Example.com",
+            "SuppressionReason": "ManualSuppression",
+            "Origin": "Recipient",
+            "CreatedAt": "2026-11-18T08:58:33-05:00",
+        },
+        {
+            "EmailAddress": "old@example.com",
+            "SuppressionReason": "HardBounce",
+            "Origin": "Recipient",
+            "CreatedAt": "2026-10-02T11:00:00-04:00",
+        },
+    ]
+    customers(store, 3)
+    store.run(NIGHT)
+    assert store.decisions()["2"] == "unsubscribed"
+    sent_to = sorted(email.utils.parseaddr(m["To"])[1] for m in postmark.messages)
+    assert sent_to == ["c0@example.com", "c2@example.com"]
+
+    postmark.suppressions.append(
+        {
+            "EmailAddress": "c5@example.com",
+            "SuppressionReason": "SpamComplaint",
+            "Origin": "Recipient",
+            "CreatedAt": "2026-11-21T07:00:00-05:00",
+        }
+    )
+    customers(store, 2, day=21, first=4)
+    store.run(NEXT_NIGHT)
+
+    first, second = postmark.dump_queries()
+    assert "fromdate" not in first and second["fromdate"] == ["2026-11-18"]
+    assert store.decisions()["5"] == "unsubscribed"
+    assert "c5@example.com" not in [email.utils.parseaddr(m["To"])[1] for m in postmark.messages]
+    reasons = {r for (r,) in store.ledger_rows("SELECT reason FROM suppressions")}
+    assert "SpamComplaint at Postmark" in reasons
+
+
+# --- check and secrets --------------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_check_names_the_server_and_says_a_bad_token_a_wrong_url_and_no_host_plainly(
+    store: Store, postmark: Postmark
+) -> None:
+    """check reads /server: a good token names the server; a refused token, a base_url
+    Postmark does not know and a closed port are each said plainly."""
+    use_postmark(store, postmark)
+    ok = store.cli("check")
+    assert "provider  ok      postmark: server 'Demo Cycles surveys' accepted the token" in (
+        ok.output
+    )
+    assert f"stream '{STREAM}'" in ok.output
+
+    postmark.token = "another-token"
+    refused = store.cli("check")
+    assert refused.exit_code == 1 and "refused the API key (HTTP 401" in refused.output
+
+    use_postmark(store, postmark, base_url=f"{postmark.url}/v2")
+    wrong = store.cli("check")
+    assert wrong.exit_code == 1 and "404" in wrong.output
+    assert "wrong region, domain or base_url" in wrong.output
+
+    use_postmark(store, postmark, base_url=f"http://127.0.0.1:{closed_port()}")
+    unreachable = store.cli("check")
+    assert unreachable.exit_code == 1 and "cannot reach 127.0.0.1" in unreachable.output
+
+
+def test_the_server_token_never_reaches_logs_the_ledger_or_status(
+    store: Store, postmark: Postmark
+) -> None:
+    """Even when Postmark echoes the refused token in its answer, and through faults and
+    rejections, the token is in no log event, no ledger error, no error message and no
+    status output."""
+    use_postmark(store, postmark)
+    postmark.token = "the-token-postmark-expects"
+    postmark.echo_refused_token = True
+    customers(store, 2)
+    customer(store, "GONE", INACTIVE)
+    with capture_logs() as logs:
+        with pytest.raises(SyncError) as refused:
+            store.run(NIGHT)
+        postmark.token = TOKEN
+        postmark.http.plan = [None, status(500), status(429, Retry_After="1")]
+        store.run(NEXT_NIGHT)
+
+    assert "refused the API key" in str(refused.value) and TOKEN not in str(refused.value)
+    assert "'***'" in str(refused.value)
+    assert statuses(store) == ["rejected", "sent", "sent"]
+    texts = [json.dumps(logs, default=str), store.cli("status").output]
+    texts += [e for (e,) in store.ledger_rows("SELECT error FROM requests") if e]
+    assert all(TOKEN not in text for text in texts)
+    assert any("***" in text for text in texts)
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+
+def test_with_provider_templates_the_template_and_its_model_are_sent_not_rendered_parts(
+    store: Store, postmark: Postmark
+) -> None:
+    """Surveys whose locale has a Postmark template go through /email/batchWithTemplates
+    (a number as TemplateId, else TemplateAlias) with the template model and no rendered
+    parts; the others, in the same batch, through /email/batch."""
+    use_postmark(store, postmark)
+    store.extra["email"]["provider_templates"] = '{ nl = "12345", es = "encuesta-nps" }'
+    customers(store, 1)
+    store.customer("NL", "nl@example.com", first="Sanne", language="nl")
+    store.pos.sale("NL", datetime(2026, 11, 20, 12, 0))
+    store.customer("ES", "es@example.com", first="Lucía", language="es")
+    store.pos.sale("ES", datetime(2026, 11, 20, 13, 0))
+    report = store.run(NIGHT)
+
+    assert report.counts["sent"] == 3 and delivered_once(postmark, 3)
+    calls = {r.path: r.json() for r in postmark.batch_calls()}
+    assert sorted(calls) == ["/email/batch", "/email/batchWithTemplates"]
+    templated = {
+        m["Metadata"]["request_id"]: m for m in calls["/email/batchWithTemplates"]["Messages"]
+    }
+    by_locale = {m["TemplateModel"]["locale"]: m for m in templated.values()}
+    assert by_locale["nl"]["TemplateId"] == 12345 and "TemplateAlias" not in by_locale["nl"]
+    assert by_locale["es"]["TemplateAlias"] == "encuesta-nps"
+    for message in templated.values():
+        assert not {"Subject", "TextBody", "HtmlBody"} & set(message)
+        model = message["TemplateModel"]
+        assert model["unsubscribe_url"] == unsubscribe_url(message)
+        assert [s["score"] for s in model["scores"]] == list(range(11))
+        assert message["MessageStream"] == STREAM
+    assert by_locale["es"]["TemplateModel"]["first_name"] == "Lucía"
+    [plain] = calls["/email/batch"]
+    assert plain["To"] == "Kim0 Jansen <c0@example.com>" and "TemplateModel" not in plain
