@@ -486,7 +486,9 @@ class _Run:
     def _deliver(self, claimables: Sequence[Claimable], batch_key: str | None = None) -> set[str]:
         """Render and send; returns the ids of the requests that did not go out.
 
-        ``batch_key`` repeats a call that a crash left in flight, under its old key."""
+        ``batch_key`` repeats a call that a crash left in flight, under its old key; its
+        emails are rendered as of that call (same Date, same link expiry), so the repeat is
+        the same body byte for byte, as an idempotency key requires."""
         not_sent: set[str] = set()
         for batch in _batches(list(claimables), self.provider.max_batch_size):
             self._check_stop()  # what is claimed but not sent waits as pending
@@ -506,7 +508,8 @@ class _Run:
         failed: list[Settlement] = []
         for item in batch:
             try:
-                message = self.renderer.render(item.request_id, item.email, item.payload, self.now)
+                as_of = (item.sending_at or self.now) if batch_key == item.batch_key else self.now
+                message = self.renderer.render(item.request_id, item.email, item.payload, as_of)
             except RenderError as exc:
                 log.warning("request.unrenderable", request_id=item.request_id, error=str(exc))
                 failed.append(Settlement(item.request_id, "failed", error=str(exc)))

@@ -134,6 +134,7 @@ class Claimable:
     email: str
     payload: dict[str, Any]
     batch_key: str | None = None  # set while in flight: the provider call it went out in
+    sending_at: datetime | None = None  # when that call was made
 
 
 def new_id() -> str:
@@ -526,14 +527,26 @@ class Ledger:
     def unsent(self, status: str, limit: int) -> list[Claimable]:
         """Requests of this store in ``status`` (pending, or sending after a crash)."""
         query = (
-            select(requests.c.id, requests.c.email, requests.c.payload, requests.c.batch_key)
+            select(
+                requests.c.id,
+                requests.c.email,
+                requests.c.payload,
+                requests.c.batch_key,
+                requests.c.sending_at,
+            )
             .where(requests.c.store == self.store, requests.c.status == status)
             .order_by(requests.c.created_at, requests.c.id)
             .limit(limit)
         )
         with self.transaction() as conn:
             return [
-                Claimable(row.id, row.email, json.loads(row.payload or "{}"), row.batch_key)
+                Claimable(
+                    row.id,
+                    row.email,
+                    json.loads(row.payload or "{}"),
+                    row.batch_key,
+                    row.sending_at,
+                )
                 for row in conn.execute(query)
             ]
 
