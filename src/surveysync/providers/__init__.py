@@ -9,6 +9,7 @@ from surveysync.providers.base import (
     ProviderUnavailable,
     SendResult,
 )
+from surveysync.providers.mailgun import MailgunProvider
 from surveysync.providers.outbox import OutboxProvider
 from surveysync.providers.postmark import PostmarkProvider
 from surveysync.providers.resend import ResendProvider
@@ -30,10 +31,13 @@ def create(settings: ProviderSettings) -> Provider:
         return ResendProvider(settings.resend, settings.http, batch_size=settings.batch_size)
     if settings.kind is ProviderKind.POSTMARK:
         return PostmarkProvider(settings.postmark, settings.http, batch_size=settings.batch_size)
+    if settings.kind is ProviderKind.MAILGUN:
+        return MailgunProvider(settings.mailgun, settings.http)
     raise ProviderError(f"provider.kind {settings.kind!r} is not available")
 
 
 __all__ = [
+    "MailgunProvider",
     "OutboxProvider",
     "OutgoingEmail",
     "PostmarkProvider",
