@@ -9,6 +9,7 @@ from surveysync.providers.base import (
     ProviderUnavailable,
     SendResult,
 )
+from surveysync.providers.brevo import BrevoProvider
 from surveysync.providers.mailgun import MailgunProvider
 from surveysync.providers.outbox import OutboxProvider
 from surveysync.providers.postmark import PostmarkProvider
@@ -33,10 +34,13 @@ def create(settings: ProviderSettings) -> Provider:
         return PostmarkProvider(settings.postmark, settings.http, batch_size=settings.batch_size)
     if settings.kind is ProviderKind.MAILGUN:
         return MailgunProvider(settings.mailgun, settings.http)
+    if settings.kind is ProviderKind.BREVO:
+        return BrevoProvider(settings.brevo, settings.http, batch_size=settings.batch_size)
     raise ProviderError(f"provider.kind {settings.kind!r} is not available")
 
 
 __all__ = [
+    "BrevoProvider",
     "MailgunProvider",
     "OutboxProvider",
     "OutgoingEmail",
