@@ -460,6 +460,29 @@ def test_a_batch_with_and_without_a_template_is_one_call_for_each(
     assert len(keys) == 2
 
 
+def test_a_provider_lost_while_a_refused_batch_goes_out_one_by_one_keeps_what_went_out(
+    store: Store, fake: FakeProvider, brevo: Brevo
+) -> None:
+    """A batch refused for one address is sent one by one; if Brevo then stays unavailable,
+    the survey already sent alone is recorded as settled, not handed back as pending to be
+    sent again by the next run."""
+    use_brevo(store, fake, retry_attempts="2")
+    customers(store, 3)
+    store.customer("BAD", BAD)
+    store.pos.sale("BAD", datetime(2026, 11, 20, 12, 0))
+    # the blocked contacts, the batch (refused), the first alone (taken), then 503s
+    fake.plan = [None, None, None, status(503), status(503)]
+    failed = store.cli("sync")
+
+    assert failed.exit_code != 0 and "HTTP 503" in failed.output
+    settled = statuses(store)
+    assert settled.count("pending") == 3 and len(settled) == 4
+
+    store.run(NIGHT + timedelta(hours=1))
+    assert set(fake.delivered.values()) == {1} and len(fake.delivered) == 3
+    assert sorted(statuses(store)) == ["rejected", "sent", "sent", "sent"]
+
+
 # --- suppressions ----------------------------------------------------------------------------
 
 

@@ -285,7 +285,10 @@ class HttpProvider(ABC):
         log.warning("http.batch_refused", provider=self.name, count=len(batch), error=reason)
         results: list[SendResult] = []
         for email_ in batch:
-            results.extend(self.send([_alone(email_)]))
+            try:
+                results.extend(self.send([_alone(email_)]))
+            except ProviderUnavailable as exc:  # those sent alone before stay settled
+                raise ProviderUnavailable(str(exc), [*results, *exc.results]) from None
         return results
 
 
