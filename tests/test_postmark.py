@@ -286,6 +286,25 @@ def test_a_server_that_may_not_send_stops_the_run_and_loses_nothing(
     assert statuses(store) == ["sent"] * 3 and delivered_once(postmark, 3)
 
 
+def test_a_call_refused_whole_for_the_account_rejects_nobody(
+    store: Store, postmark: Postmark
+) -> None:
+    """A 422 with ErrorCode 405 for the whole call is about the account, not the people:
+    nobody is rejected (their cooldowns stay), the run stops, and the next run sends."""
+    use_postmark(store, postmark)
+    customers(store, 3)
+    refusal = {"ErrorCode": 405, "Message": "Not allowed to send: out of credits."}
+    original = postmark.http.routes[("POST", "/email/batch")]
+    postmark.http.routes[("POST", "/email/batch")] = lambda request: Reply(422, refusal)
+    with pytest.raises(SyncError, match=r"ErrorCode 405: Not allowed to send"):
+        store.run(NIGHT)
+    assert statuses(store) == ["pending"] * 3
+
+    postmark.http.routes[("POST", "/email/batch")] = original
+    store.run(NEXT_NIGHT)
+    assert statuses(store) == ["sent"] * 3 and delivered_once(postmark, 3)
+
+
 # --- faults -------------------------------------------------------------------------------------
 
 

@@ -231,6 +231,12 @@ class HttpProvider(ABC):
     def describe_check(self, response: httpx.Response) -> str:
         return f"{self.name} answered (HTTP {response.status_code}); the API key works"
 
+    def account_problem(self, response: httpx.Response) -> str | None:
+        """Whether a refused call is about the account (may not send, sender not verified)
+        rather than the messages: then nobody is rejected and the run stops, in these words.
+        Adapters whose provider says so in its refusals override this."""
+        return None
+
     # --- the Provider interface --------------------------------------------------------------
 
     def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
@@ -243,6 +249,8 @@ class HttpProvider(ABC):
             return [SendResult(e.request_id, "in_doubt", error=str(exc)) for e in batch]
         if response.is_success:
             return self.read_results(batch, response)
+        if (problem := self.account_problem(response)) is not None:
+            raise ProviderUnavailable(problem)
         return self._refused(batch, response)
 
     def check(self) -> str:

@@ -129,6 +129,22 @@ class PostmarkProvider(HttpProvider):
             )
         return results
 
+    def account_problem(self, response: httpx.Response) -> str | None:
+        """A 422 whose ErrorCode is about the server or account (405: may not send) rejects
+        nobody: the surveys wait for the operator to fix the account."""
+        try:
+            answer = response.json()
+        except ValueError:
+            return None
+        code = _code(answer) if isinstance(answer, dict) else None
+        if code not in SERVER_CODES:
+            return None
+        words = self.caller.scrub(str(answer.get("Message") or ""))
+        return (
+            f"postmark cannot send from this server now (ErrorCode {code}: {words}); the "
+            "surveys wait for the next run"
+        )
+
     def build_check(self) -> httpx.Request:
         return self.client.build_request("GET", f"{self.base_url}/server", headers=self._auth())
 
