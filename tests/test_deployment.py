@@ -309,3 +309,13 @@ def test_a_built_wheel_carries_every_file_the_program_reads(tmp_path: Path) -> N
     ]  # fmt: skip
     assert "surveysync/data/surveysync.example.toml" in wanted
     assert sorted(set(wanted) - names) == []
+
+
+def test_the_vendored_provider_specs_match_the_shared_ones() -> None:
+    """The copies the tests validate against are the providers' published specifications,
+    byte for byte (checked where the shared specs folder sits beside the repository)."""
+    shared = ROOT.parent / "shared" / "specs"
+    if not shared.is_dir():
+        pytest.skip("no shared specs folder beside this clone")
+    for name in ("sendgrid-v3-openapi.json", "resend-openapi.yaml"):
+        assert (ROOT / "tests" / "specs" / name).read_bytes() == (shared / name).read_bytes()

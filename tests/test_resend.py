@@ -46,7 +46,7 @@ API_KEY = "re_Live7Never1nALog_x9Qz"
 SENDING_ONLY_KEY = "re_SendOnly4Kq2_never_logged"
 NIGHT = local(2026, 11, 20, 23)
 BAD = "refuse.me@example.com"
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "specs" / "resend-openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parent / "specs" / "resend-openapi.yaml"
 TAG_CHARACTERS = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 

@@ -43,7 +43,7 @@ NIGHT = local(2026, 11, 20, 23)
 NEXT_NIGHT = local(2026, 11, 21, 23)
 # SendGrid takes no UTF-8 local part: "Does not contain a valid address."
 BAD = "jürgen@example.com"
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "specs" / "sendgrid-v3-openapi.json"
+SPEC = Path(__file__).resolve().parent / "specs" / "sendgrid-v3-openapi.json"
 SPEC_URI = "urn:sendgrid-v3-openapi"
 
 
