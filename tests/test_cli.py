@@ -265,12 +265,15 @@ def test_suppress_refuses_an_invalid_email(store: Store) -> None:
     assert "--email" in result.output
 
 
+@pytest.mark.parametrize("hour", [0, 8, 23], ids=["just-after-midnight", "morning", "late"])
 def test_demo_runs_and_every_skip_reason_appears(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hour: int
 ) -> None:
-    """`surveysync demo` builds a store, sends surveys and shows every skip reason."""
+    """`surveysync demo` builds a store, sends surveys and shows every skip reason, whatever
+    the time of day it is run (it never makes sales in the future)."""
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(main, ["demo", "--sales", "3000"])
+    with time_machine.travel(local(2026, 11, 22, hour, 5), tick=False):
+        result = CliRunner().invoke(main, ["demo", "--sales", "3000"])
     assert result.exit_code == 0, result.output
     sent = int(re.search(r"^sent\t(\d+)\t", result.output, re.MULTILINE).group(1))  # type: ignore[union-attr]
     assert sent > 100

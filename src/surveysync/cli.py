@@ -765,9 +765,9 @@ def _build_demo(demo_store: Any, directory: Path, outbox: Path, sales: int, seed
         shutil.rmtree(directory)
     for old in outbox.glob("*.eml") if outbox.is_dir() else ():
         old.unlink()
-    tz_today = datetime.now(demo_store.DEMO_TZ).date()
-    first = datetime.combine(tz_today - timedelta(days=demo_store.DEMO_DAYS), time(0))
-    demo_store.build_demo_pos(directory / "pos.sqlite", today=tz_today, sales=sales, seed=seed)
+    now = datetime.now(demo_store.DEMO_TZ).replace(tzinfo=None)
+    first = datetime.combine(now.date() - timedelta(days=demo_store.DEMO_DAYS), time(0))
+    demo_store.build_demo_pos(directory / "pos.sqlite", now=now, sales=sales, seed=seed)
     config_path = directory / "surveysync.toml"
     config_path.write_text(demo_store.demo_config_toml(directory, outbox, first), encoding="utf-8")
     click.echo(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -208,9 +208,10 @@ def new_pos(path: Path) -> PosWriter:
 
 
 def build_demo_pos(
-    path: Path, *, today: date, days: int = 60, sales: int = 3_000, seed: int = 7
+    path: Path, *, now: datetime, days: int = 60, sales: int = 3_000, seed: int = 7
 ) -> int:
-    """Fill a new demo POS at ``path``; returns the number of transactions written."""
+    """Fill a new demo POS at ``path`` with sales up to ``now`` (naive, store time), never
+    after it; returns the number of transactions written."""
     rng = random.Random(seed)
     writer = new_pos(path)
     for location_id, name in DEMO_LOCATIONS.items():
@@ -219,7 +220,7 @@ def build_demo_pos(
         writer.employee(employee_id, name)
     customers = _demo_customers(writer, rng, count=max(50, sales // 4))
     for index in range(sales):
-        _demo_sale(writer, rng, customers, today, days, index)
+        _demo_sale(writer, rng, customers, now, days, index)
     writer.flush()
     writer.engine.dispose()
     return sales
@@ -250,14 +251,20 @@ def _demo_customers(writer: PosWriter, rng: random.Random, count: int) -> list[s
 
 
 def _demo_sale(
-    writer: PosWriter, rng: random.Random, customers: list[str], today: date, days: int, index: int
+    writer: PosWriter,
+    rng: random.Random,
+    customers: list[str],
+    now: datetime,
+    days: int,
+    index: int,
 ) -> None:
+    today = now.date()
     day = today - timedelta(days=rng.randrange(0, days))
     at = datetime.combine(day, datetime.min.time()) + timedelta(
         hours=rng.randint(9, 17), minutes=rng.randint(0, 59), seconds=rng.randint(0, 59)
     )
-    if day == today:  # today's sales happened before the demo runs
-        at = datetime.combine(day, datetime.min.time()) + timedelta(hours=9, minutes=index % 60)
+    if day == today:  # today's sales happened in the hour before the demo runs
+        at = now - timedelta(minutes=1 + index % 60)
     customer: str | None = (
         rng.choice(customers[: max(10, len(customers) // 3)])
         if rng.random() < 0.35
@@ -278,10 +285,12 @@ def _demo_sale(
         kind=kind,
         employee_id=rng.choice(list(DEMO_EMPLOYEES)),
     )
-    if customer and rng.random() < 0.02:  # the same customer at a second location that day
+    second_visit = at + timedelta(hours=1, minutes=13)
+    # The same customer at a second location that day, if that is not in the future.
+    if customer and rng.random() < 0.02 and second_visit <= now:
         writer.sale(
             customer,
-            at + timedelta(hours=1, minutes=13),
+            second_visit,
             location_id=1 if location != 1 else 2,
             total=f"{rng.uniform(5, 80):.2f}",
         )
