@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import stamina
 import structlog
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine
@@ -199,3 +200,12 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def days(n: int) -> timedelta:
     return timedelta(days=n)
+
+
+@pytest.fixture
+def retries_without_waiting() -> Iterator[None]:
+    """stamina retries at once, up to each test's configured attempts. Not autouse: a module
+    asks for it with ``pytestmark = pytest.mark.usefixtures("retries_without_waiting")``, and
+    every other test keeps stamina's real waits."""
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield

@@ -5,20 +5,17 @@ refused when repeated, blocked contacts by date range and offset, and the accoun
 from __future__ import annotations
 
 import json
-import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-import stamina
 from structlog.testing import capture_logs
 
 from surveysync.config import HttpSettings
-from surveysync.providers import BrevoProvider, OutgoingEmail, SendResult, create
+from surveysync.providers import BrevoProvider
 from surveysync.providers.brevo import KEY_LIFETIME_SECONDS, within_key_lifetime
-from surveysync.sync import SyncRequest, run_sync
 from tests.conftest import Store, local
 from tests.http_fake import (
     RESET_AFTER,
@@ -28,6 +25,15 @@ from tests.http_fake import (
     Reply,
     slow,
     status,
+)
+from tests.provider_kit import (
+    FAULTS,
+    closed_port,
+    crash_after_send,
+    customers,
+    request_ids,
+    statuses,
+    use_provider,
 )
 
 API_KEY = "xkeysib-4f0c9b1e2d7a6c5b8e3f1a0d9c7b6e5a-Nv3rInAL0g"
@@ -44,10 +50,7 @@ VERSION = {"to", "params", "bcc", "cc", "replyTo", "subject", "htmlContent", "te
            "headers"}  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def retries_without_waiting() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
+pytestmark = pytest.mark.usefixtures("retries_without_waiting")
 
 
 # --- a local Brevo ---------------------------------------------------------------------------
@@ -184,25 +187,8 @@ def brevo(fake: FakeProvider) -> Brevo:
 
 
 def use_brevo(store: Store, fake: FakeProvider, **http: str) -> None:
-    store.first_run_start = "2026-11-19T00:00:00"
-    store.extra["provider"] = {"kind": '"brevo"', "batch_size": "4"}
-    store.extra["provider.brevo"] = {"api_key": f'"{API_KEY}"', "base_url": f'"{fake.url}"'}
-    store.extra["provider.http"] = {"timeout_seconds": "0.3", "retry_attempts": "8", **http}
-
-
-def customers(store: Store, count: int, day: int = 20) -> list[str]:
-    for n in range(count):
-        store.customer(f"C{n}")
-        store.pos.sale(f"C{n}", datetime(2026, 11, day, 9, 0) + timedelta(minutes=n))
-    return [f"c{n}@example.com" for n in range(count)]
-
-
-def statuses(store: Store) -> list[str]:
-    return sorted(s for (s,) in store.ledger_rows("SELECT status FROM requests"))
-
-
-def request_ids(store: Store) -> list[str]:
-    return sorted(rid for (rid,) in store.ledger_rows("SELECT id FROM requests"))
+    settings = {"api_key": f'"{API_KEY}"', "base_url": f'"{fake.url}"'}
+    use_provider(store, "brevo", 4, settings, **http)
 
 
 def sends(fake: FakeProvider) -> list[Recorded]:
@@ -226,7 +212,8 @@ def test_a_batch_is_one_call_with_a_version_per_survey(
     report = store.run(NIGHT)
 
     assert report.counts["sent"] == 6
-    assert sorted(fake.delivered) == request_ids(store) and set(fake.delivered.values()) == {1}
+    assert sorted(fake.delivered) == request_ids(store, status=None)
+    assert set(fake.delivered.values()) == {1}
     assert [len(call["messageVersions"]) for call in brevo.calls] == [4, 2]
     for call in brevo.calls:
         assert call["sender"] == {"email": "feedback@demo-cycles.example", "name": "Demo Cycles"}
@@ -275,15 +262,7 @@ def test_no_survey_is_sent_twice_under_a_30_percent_fault_rate(
     every survey arrives exactly once and is settled as sent."""
     use_brevo(store, fake, retry_attempts="20")
     fake.fault_rate = 0.3
-    fake.random_faults = [
-        status(429, Retry_After="1"),
-        status(500),
-        status(502),
-        status(503),
-        RESET_BEFORE,
-        RESET_AFTER,
-        slow(0.6),
-    ]
+    fake.random_faults = list(FAULTS)
     customers(store, 40)
     report = store.run(NIGHT)
 
@@ -304,41 +283,6 @@ def test_retries_of_a_call_end_before_its_key_expires() -> None:
     assert within_key_lifetime(HttpSettings(retry_seconds=60)).retry_seconds == 60
 
 
-class Crash(Exception):
-    pass
-
-
-class CrashAfterSend:
-    """The real provider, and a power cut right after it answered, before the ledger hears."""
-
-    def __init__(self, real: BrevoProvider) -> None:
-        self.real = real
-        self.name = real.name
-        self.max_batch_size = real.max_batch_size
-        self.honours_idempotency_key = real.honours_idempotency_key
-
-    def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
-        self.real.send(batch)
-        raise Crash
-
-    def check(self) -> str:
-        return self.real.check()
-
-    def close(self) -> None:
-        self.real.close()
-
-
-def crash_after_send(store: Store) -> None:
-    settings = store.settings()
-    provider = create(settings.provider)
-    assert isinstance(provider, BrevoProvider)
-    try:
-        with pytest.raises(Crash):
-            run_sync(settings, SyncRequest(now=NIGHT), provider=CrashAfterSend(provider))
-    finally:
-        provider.close()
-
-
 def test_after_a_crash_between_send_and_settle_the_call_in_flight_is_in_doubt(
     store: Store, fake: FakeProvider, brevo: Brevo
 ) -> None:
@@ -346,7 +290,7 @@ def test_after_a_crash_between_send_and_settle_the_call_in_flight_is_in_doubt(
     repeated: its surveys are in doubt and listed by `status`; nobody gets two."""
     use_brevo(store, fake)
     customers(store, 3)
-    crash_after_send(store)
+    crash_after_send(store, NIGHT, BrevoProvider)
     assert statuses(store) == ["sending"] * 3
 
     store.run(NIGHT + timedelta(minutes=5))
@@ -354,7 +298,7 @@ def test_after_a_crash_between_send_and_settle_the_call_in_flight_is_in_doubt(
     assert statuses(store) == ["in_doubt"] * 3
     assert set(fake.delivered.values()) == {1} and len(fake.delivered) == 3
     shown = json.loads(store.cli("status", "--json").output)["unsettled"]
-    assert sorted(u["request_id"] for u in shown) == request_ids(store)
+    assert sorted(u["request_id"] for u in shown) == request_ids(store, status=None)
     assert {u["status"] for u in shown} == {"in_doubt"}
 
 
@@ -366,7 +310,7 @@ def test_with_the_resend_policy_brevo_refuses_a_repeat_inside_the_keys_lifetime(
     use_brevo(store, fake)
     store.extra["sync"] = {"in_doubt": '"resend"'}
     customers(store, 3)
-    crash_after_send(store)
+    crash_after_send(store, NIGHT, BrevoProvider)
     first_key = sends(fake)[-1].json()["headers"]["idempotencyKey"]
     brevo.now += 10 * 60
 
@@ -385,7 +329,7 @@ def test_with_the_resend_policy_a_repeat_after_the_key_expired_goes_out_again(
     use_brevo(store, fake)
     store.extra["sync"] = {"in_doubt": '"resend"'}
     customers(store, 3)
-    crash_after_send(store)
+    crash_after_send(store, NIGHT, BrevoProvider)
     brevo.now += 31 * 60
 
     store.run(NIGHT + timedelta(hours=8))
@@ -518,13 +462,6 @@ def test_a_contact_blocked_at_brevo_is_skipped_and_the_next_sync_asks_only_what_
 
 
 # --- check -----------------------------------------------------------------------------------
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def test_check_names_a_good_key_a_bad_key_a_wrong_address_and_an_unreachable_host(

@@ -8,9 +8,8 @@ import base64
 import email
 import email.policy
 import json
-import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
@@ -18,13 +17,11 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import stamina
 from structlog.testing import capture_logs
 
 from surveysync.config import HttpSettings, MailgunRegion, MailgunSettings
-from surveysync.providers import MailgunProvider, OutgoingEmail, SendResult, create
+from surveysync.providers import MailgunProvider
 from surveysync.providers.base import ProviderUnavailable
-from surveysync.sync import SyncRequest, run_sync
 from tests.conftest import Store, local
 from tests.http_fake import (
     RESET_AFTER,
@@ -35,6 +32,15 @@ from tests.http_fake import (
     slow,
     status,
 )
+from tests.provider_kit import (
+    FAULTS,
+    closed_port,
+    crash_after_send,
+    customers,
+    request_ids,
+    statuses,
+    use_provider,
+)
 
 API_KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"
 DOMAIN = "mg.demo-cycles.example"
@@ -44,10 +50,7 @@ MAILGUN_REFUSAL = "'to' parameter is not a valid address. please check documenta
 REAL_API = "https://api.mailgun.net"  # where Mailgun's own paging links point
 
 
-@pytest.fixture(autouse=True)
-def retries_without_waiting() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
+pytestmark = pytest.mark.usefixtures("retries_without_waiting")
 
 
 # --- a local Mailgun -------------------------------------------------------------------------
@@ -160,30 +163,8 @@ def mailgun(fake: FakeProvider) -> Mailgun:
 
 
 def use_mailgun(store: Store, fake: FakeProvider, **http: str) -> None:
-    store.first_run_start = "2026-11-19T00:00:00"
-    store.extra["provider"] = {"kind": '"mailgun"', "batch_size": "50"}
-    store.extra["provider.mailgun"] = {
-        "api_key": f'"{API_KEY}"',
-        "domain": f'"{DOMAIN}"',
-        "base_url": f'"{fake.url}"',
-    }
-    store.extra["provider.http"] = {"timeout_seconds": "0.3", "retry_attempts": "8", **http}
-
-
-def customers(store: Store, count: int, day: int = 20) -> list[str]:
-    for n in range(count):
-        store.customer(f"C{n}")
-        store.pos.sale(f"C{n}", datetime(2026, 11, day, 9, 0) + timedelta(minutes=n))
-    return [f"c{n}@example.com" for n in range(count)]
-
-
-def statuses(store: Store) -> list[str]:
-    return sorted(s for (s,) in store.ledger_rows("SELECT status FROM requests"))
-
-
-def request_ids(store: Store, state: str = "sent") -> list[str]:
-    rows = store.ledger_rows(f"SELECT id FROM requests WHERE status = '{state}'")
-    return sorted(rid for (rid,) in rows)
+    settings = {"api_key": f'"{API_KEY}"', "domain": f'"{DOMAIN}"', "base_url": f'"{fake.url}"'}
+    use_provider(store, "mailgun", 50, settings, **http)
 
 
 def unsettled(store: Store) -> list[dict[str, Any]]:
@@ -272,15 +253,7 @@ def test_no_survey_is_sent_twice_under_a_30_percent_fault_rate(
     one gets two surveys; what Mailgun may have queued without saying so is in doubt."""
     use_mailgun(store, fake)
     fake.fault_rate = 0.3
-    fake.random_faults = [
-        status(429, Retry_After="1"),
-        status(500),
-        status(502),
-        status(503),
-        RESET_BEFORE,
-        RESET_AFTER,
-        slow(0.6),
-    ]
+    fake.random_faults = list(FAULTS)
     customers(store, 40)
     report = store.run(NIGHT)
     store.run(NIGHT + timedelta(hours=1))
@@ -293,41 +266,6 @@ def test_no_survey_is_sent_twice_under_a_30_percent_fault_rate(
     assert report.counts["in_doubt"] >= 1
 
 
-class Crash(Exception):
-    pass
-
-
-class CrashAfterSend:
-    """The real provider, and a power cut right after it answered, before the ledger hears."""
-
-    def __init__(self, real: MailgunProvider) -> None:
-        self.real = real
-        self.name = real.name
-        self.max_batch_size = real.max_batch_size
-        self.honours_idempotency_key = real.honours_idempotency_key
-
-    def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
-        self.real.send(batch)
-        raise Crash
-
-    def check(self) -> str:
-        return self.real.check()
-
-    def close(self) -> None:
-        self.real.close()
-
-
-def crash_after_first_send(store: Store) -> None:
-    settings = store.settings()
-    provider = create(settings.provider)
-    assert isinstance(provider, MailgunProvider)
-    try:
-        with pytest.raises(Crash):
-            run_sync(settings, SyncRequest(now=NIGHT), provider=CrashAfterSend(provider))
-    finally:
-        provider.close()
-
-
 def test_after_a_crash_between_send_and_settle_the_call_in_flight_is_in_doubt(
     store: Store, fake: FakeProvider, mailgun: Mailgun
 ) -> None:
@@ -335,7 +273,7 @@ def test_after_a_crash_between_send_and_settle_the_call_in_flight_is_in_doubt(
     default) it is in doubt and listed by `status`; the others go out; nobody gets two."""
     use_mailgun(store, fake)
     customers(store, 3)
-    crash_after_first_send(store)
+    crash_after_send(store, NIGHT, MailgunProvider)
     assert statuses(store) == ["sending"]
 
     store.run(NIGHT + timedelta(minutes=5))
@@ -354,7 +292,7 @@ def test_with_the_resend_policy_the_call_in_flight_goes_out_again(
     use_mailgun(store, fake)
     store.extra["sync"] = {"in_doubt": '"resend"'}
     customers(store, 3)
-    crash_after_first_send(store)
+    crash_after_send(store, NIGHT, MailgunProvider)
 
     store.run(NIGHT + timedelta(minutes=5))
 
@@ -456,13 +394,6 @@ def test_every_sync_reads_the_whole_list_and_keeps_only_what_is_new(
 
 
 # --- check -----------------------------------------------------------------------------------
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def test_check_names_a_good_key_a_bad_key_a_wrong_domain_and_an_unreachable_host(

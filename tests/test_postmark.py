@@ -7,18 +7,16 @@ from __future__ import annotations
 import email.utils
 import json
 import re
-import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-import stamina
 from structlog.testing import capture_logs
 
-from surveysync.providers import OutgoingEmail, PostmarkProvider, SendResult, create
-from surveysync.sync import SyncError, SyncRequest, run_sync
+from surveysync.providers import PostmarkProvider
+from surveysync.sync import SyncError
 from tests.conftest import Store, local
 from tests.http_fake import (
     RESET_AFTER,
@@ -29,6 +27,15 @@ from tests.http_fake import (
     slow,
     status,
 )
+from tests.provider_kit import (
+    FAULTS,
+    closed_port,
+    crash_after_send,
+    request_ids,
+    statuses,
+    use_provider,
+)
+from tests.provider_kit import customers as kit_customers
 
 TOKEN = "pm-server-token-never-in-a-log-5d2e"
 STREAM = "surveys"
@@ -38,10 +45,7 @@ INACTIVE = "bounced@example.com"
 INVALID = "jürgen@example.com"  # Postmark answers ErrorCode 300 for a UTF-8 local part
 
 
-@pytest.fixture(autouse=True)
-def retries_without_waiting() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
+pytestmark = pytest.mark.usefixtures("retries_without_waiting")
 
 
 class Postmark:
@@ -160,36 +164,23 @@ def postmark() -> Iterator[Postmark]:
 def use_postmark(
     store: Store, postmark: Postmark, base_url: str | None = None, **http: str
 ) -> None:
-    store.first_run_start = "2026-11-19T00:00:00"
-    store.extra["provider"] = {"kind": '"postmark"', "batch_size": "500"}
-    store.extra["provider.postmark"] = {
+    settings = {
         "api_key": f'"{TOKEN}"',
         "base_url": f'"{base_url or postmark.url}"',
         "message_stream": f'"{STREAM}"',
     }
+    use_provider(store, "postmark", 500, settings, **http)
     store.extra["email"] = {"reply_to": '"service@demo-cycles.example"'}
-    store.extra["provider.http"] = {"timeout_seconds": "0.3", "retry_attempts": "8", **http}
 
 
 def customers(store: Store, count: int, day: int = 20, first: int = 0) -> list[str]:
-    for n in range(first, first + count):
-        store.customer(f"C{n}", first=f"Kim{n}")
-        store.pos.sale(f"C{n}", datetime(2026, 11, day, 9, 0) + timedelta(minutes=n))
-    return [f"c{n}@example.com" for n in range(first, first + count)]
+    """The kit's customers, each with a first name of their own (Kim0, Kim1, …)."""
+    return kit_customers(store, count, day, first, numbered_names=True)
 
 
 def customer(store: Store, customer_id: str, address: str, hour: int = 12) -> None:
     store.customer(customer_id, address)
     store.pos.sale(customer_id, datetime(2026, 11, 20, hour, 0))
-
-
-def statuses(store: Store) -> list[str]:
-    return sorted(s for (s,) in store.ledger_rows("SELECT status FROM requests"))
-
-
-def request_ids(store: Store, status: str = "sent") -> set[str]:
-    rows = store.ledger_rows(f"SELECT id FROM requests WHERE status = '{status}'")
-    return {rid for (rid,) in rows}
 
 
 def delivered_once(postmark: Postmark, count: int) -> bool:
@@ -222,7 +213,7 @@ def test_a_sync_delivers_each_survey_once_with_the_documented_fields(
     assert report.counts["sent"] == 10
     assert [r.path for r in postmark.batch_calls()] == ["/email/batch"]
     assert postmark.batch_calls()[0].headers["accept"] == "application/json"
-    assert set(postmark.http.delivered) == request_ids(store) and delivered_once(postmark, 10)
+    assert set(postmark.http.delivered) == set(request_ids(store)) and delivered_once(postmark, 10)
     assert sorted(email.utils.parseaddr(m["To"])[1] for m in postmark.messages) == addresses
     for message in postmark.messages:
         n = email.utils.parseaddr(message["To"])[1][1:].split("@")[0]
@@ -379,15 +370,7 @@ def test_no_survey_arrives_twice_under_a_30_percent_fault_rate(
     use_postmark(store, postmark)
     store.extra["provider"]["batch_size"] = "4"
     postmark.http.fault_rate = 0.3
-    postmark.http.random_faults = [
-        status(429, Retry_After="1"),
-        status(500),
-        status(502),
-        status(503),
-        RESET_BEFORE,
-        RESET_AFTER,
-        slow(0.5),
-    ]
+    postmark.http.random_faults = list(FAULTS)
     customers(store, 40)
     store.run(NIGHT)
     store.run(NEXT_NIGHT)
@@ -395,45 +378,9 @@ def test_no_survey_arrives_twice_under_a_30_percent_fault_rate(
     delivered = postmark.http.delivered
     assert set(delivered.values()) == {1}
     assert sum(postmark.http.faults_injected.values()) >= 5
-    sent, in_doubt = request_ids(store, "sent"), request_ids(store, "in_doubt")
+    sent, in_doubt = set(request_ids(store, "sent")), set(request_ids(store, "in_doubt"))
     assert len(sent) + len(in_doubt) == 40 and in_doubt
     assert sent <= set(delivered) and set(delivered) <= sent | in_doubt
-
-
-class Crash(Exception):
-    pass
-
-
-class CrashAfterSend:
-    """The real provider, and a power cut right after it answered, before the ledger hears."""
-
-    def __init__(self, real: PostmarkProvider) -> None:
-        self.real = real
-        self.name = real.name
-        self.max_batch_size = real.max_batch_size
-        self.honours_idempotency_key = real.honours_idempotency_key
-
-    def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
-        self.real.send(batch)
-        raise Crash
-
-    def check(self) -> str:
-        return self.real.check()
-
-    def close(self) -> None:
-        self.real.close()
-
-
-def crash_after_send(store: Store) -> None:
-    settings = store.settings()
-    provider = create(settings.provider)
-    assert isinstance(provider, PostmarkProvider)
-    try:
-        with pytest.raises(Crash):
-            run_sync(settings, SyncRequest(now=NIGHT), provider=CrashAfterSend(provider))
-    finally:
-        provider.close()
-    assert statuses(store) == ["sending"] * 3
 
 
 def test_after_a_crash_between_send_and_settle_nothing_is_sent_twice(
@@ -443,7 +390,8 @@ def test_after_a_crash_between_send_and_settle_nothing_is_sent_twice(
     listed by status, and never sent again."""
     use_postmark(store, postmark)
     customers(store, 3)
-    crash_after_send(store)
+    crash_after_send(store, NIGHT, PostmarkProvider)
+    assert statuses(store) == ["sending"] * 3
 
     report = store.run(NIGHT + timedelta(minutes=5))
 
@@ -461,7 +409,8 @@ def test_with_the_resend_policy_a_crashed_batch_goes_out_again(
     use_postmark(store, postmark)
     store.extra["sync"] = {"in_doubt": '"resend"'}
     customers(store, 3)
-    crash_after_send(store)
+    crash_after_send(store, NIGHT, PostmarkProvider)
+    assert statuses(store) == ["sending"] * 3
 
     store.run(NIGHT + timedelta(minutes=5))
 
@@ -518,12 +467,6 @@ def test_a_suppression_at_postmark_blocks_the_next_sale_and_later_syncs_ask_from
 
 
 # --- check and secrets --------------------------------------------------------------------------
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_check_names_the_server_and_says_a_bad_token_a_wrong_url_and_no_host_plainly(

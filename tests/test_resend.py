@@ -10,10 +10,9 @@ import functools
 import itertools
 import json
 import re
-import socket
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from pathlib import Path
@@ -21,16 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
-import stamina
 import yaml
 from jsonschema import Draft202012Validator
 from structlog.testing import capture_logs
 
 from surveysync.config import HttpSettings, ResendSettings
-from surveysync.providers import OutgoingEmail, SendResult, create
+from surveysync.providers import OutgoingEmail
 from surveysync.providers.resend import ResendProvider, resend_email
 from surveysync.render.message import Recipient, SurveyEmail
-from surveysync.sync import SyncRequest, run_sync
 from tests.conftest import Store, local
 from tests.http_fake import (
     RESET_AFTER,
@@ -41,6 +38,16 @@ from tests.http_fake import (
     slow,
     status,
 )
+from tests.provider_kit import (
+    FAULTS,
+    FakeTime,
+    closed_port,
+    crash_after_send,
+    customers,
+    request_ids,
+    statuses,
+    use_provider,
+)
 
 API_KEY = "re_Live7Never1nALog_x9Qz"
 SENDING_ONLY_KEY = "re_SendOnly4Kq2_never_logged"
@@ -50,10 +57,7 @@ SPEC_PATH = Path(__file__).resolve().parent / "specs" / "resend-openapi.yaml"
 TAG_CHARACTERS = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
-@pytest.fixture(autouse=True)
-def retries_without_waiting() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
+pytestmark = pytest.mark.usefixtures("retries_without_waiting")
 
 
 # --- the specification ---------------------------------------------------------------------
@@ -303,25 +307,8 @@ def resend() -> Iterator[ResendService]:
 
 
 def use_resend(store: Store, resend: ResendService, key: str = API_KEY, **http: str) -> None:
-    store.first_run_start = "2026-11-19T00:00:00"
-    store.extra["provider"] = {"kind": '"resend"', "batch_size": "4"}
-    store.extra["provider.resend"] = {"api_key": f'"{key}"', "base_url": f'"{resend.url}"'}
-    store.extra["provider.http"] = {"timeout_seconds": "0.3", "retry_attempts": "10", **http}
-
-
-def customers(store: Store, count: int, day: int = 20) -> list[str]:
-    for n in range(count):
-        store.customer(f"C{n}")
-        store.pos.sale(f"C{n}", datetime(2026, 11, day, 9, 0) + timedelta(minutes=n))
-    return [f"c{n}@example.com" for n in range(count)]
-
-
-def request_ids(store: Store) -> list[str]:
-    return sorted(rid for (rid,) in store.ledger_rows("SELECT id FROM requests"))
-
-
-def statuses(store: Store) -> list[str]:
-    return sorted(s for (s,) in store.ledger_rows("SELECT status FROM requests"))
+    settings = {"api_key": f'"{key}"', "base_url": f'"{resend.url}"'}
+    use_provider(store, "resend", 4, settings, **{"retry_attempts": "10", **http})
 
 
 def batch_calls(resend: ResendService) -> list[Recorded]:
@@ -329,7 +316,7 @@ def batch_calls(resend: ResendService) -> list[Recorded]:
 
 
 def delivered_once(resend: ResendService, store: Store) -> bool:
-    return resend.delivered == dict.fromkeys(request_ids(store), 1)
+    return resend.delivered == dict.fromkeys(request_ids(store, status=None), 1)
 
 
 # --- sending -------------------------------------------------------------------------------
@@ -422,15 +409,7 @@ def test_every_request_is_delivered_once_under_a_30_percent_fault_rate(
     thanks to the Idempotency-Key, each survey is sent exactly once."""
     use_resend(store, resend)
     resend.http.fault_rate = 0.3
-    resend.http.random_faults = [
-        status(429, Retry_After="1"),
-        status(500),
-        status(502),
-        status(503),
-        RESET_BEFORE,
-        RESET_AFTER,
-        slow(0.5),
-    ]
+    resend.http.random_faults = list(FAULTS)
     customers(store, 40)
     report = store.run(NIGHT)
 
@@ -504,44 +483,7 @@ def test_a_409_for_a_key_in_use_leaves_the_batch_in_doubt_and_never_splits_it(
     assert report.counts["in_doubt"] == 3 and len(batch_calls(resend)) == 1
     assert statuses(store) == ["in_doubt"] * 3 and delivered_once(resend, store)
     listed = store.cli("status").output
-    assert "in_doubt" in listed and all(rid in listed for rid in request_ids(store))
-
-
-class Crash(Exception):
-    pass
-
-
-class CrashAfterSend:
-    """The real provider, and a power cut right after Resend answered, before the ledger
-    hears of it."""
-
-    def __init__(self, real: ResendProvider) -> None:
-        self.real = real
-        self.name = real.name
-        self.max_batch_size = real.max_batch_size
-        self.honours_idempotency_key = True
-
-    def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
-        self.real.send(batch)
-        raise Crash
-
-    def check(self) -> str:
-        return self.real.check()
-
-    def close(self) -> None:
-        self.real.close()
-
-
-def crash_after_send(store: Store) -> None:
-    settings = store.settings()
-    provider = create(settings.provider)
-    assert isinstance(provider, ResendProvider)
-    try:
-        with pytest.raises(Crash):
-            run_sync(settings, SyncRequest(now=NIGHT), provider=CrashAfterSend(provider))
-    finally:
-        provider.close()
-    assert statuses(store) == ["sending"] * 3
+    assert "in_doubt" in listed and all(rid in listed for rid in request_ids(store, status=None))
 
 
 def test_a_crash_then_restart_repeats_the_call_under_its_key_and_sends_nothing_twice(
@@ -552,7 +494,8 @@ def test_a_crash_then_restart_repeats_the_call_under_its_key_and_sends_nothing_t
     Date alike): Resend answers from its key store, and every request ends sent, once."""
     use_resend(store, resend)
     customers(store, 3)
-    crash_after_send(store)
+    crash_after_send(store, NIGHT, ResendProvider)
+    assert statuses(store) == ["sending"] * 3
     first = batch_calls(resend)[-1]
 
     store.run(NIGHT + timedelta(minutes=5))
@@ -571,7 +514,8 @@ def test_a_restart_that_repeats_the_same_body_is_answered_from_resends_key_store
     first answer again, sends nothing, and every request ends sent with its email id."""
     use_resend(store, resend)
     customers(store, 3)
-    crash_after_send(store)
+    crash_after_send(store, NIGHT, ResendProvider)
+    assert statuses(store) == ["sending"] * 3
 
     store.run(NIGHT)
 
@@ -685,13 +629,6 @@ def test_check_reports_a_bad_key_a_wrong_url_and_an_unreachable_host_in_plain_wo
     assert "re_wrong_key_1234" not in result.output
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 # --- secrets, templates, pacing ------------------------------------------------------------
 
 
@@ -771,24 +708,20 @@ def survey_email(n: int) -> SurveyEmail:
 def test_a_configured_rate_is_never_exceeded(resend: ResendService) -> None:
     """With max_per_second = 2, four calls start at least half a second apart on the
     provider's clock (driven by the test, nothing sleeps)."""
-    now = [100.0]
+    time = FakeTime()
     starts: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
     handled = resend.send_batch
 
     def timed(request: Recorded) -> Reply:
-        starts.append(now[0])
+        starts.append(time.now)
         return handled(request)
 
     resend.http.routes[("POST", "/emails/batch")] = timed
     provider = ResendProvider(
         ResendSettings(api_key=API_KEY, base_url=resend.url),  # type: ignore[arg-type]
         HttpSettings(max_per_second=2.0),
-        clock=lambda: now[0],
-        sleep=sleep,
+        clock=time.clock,
+        sleep=time.sleep,
     )
     try:
         for n in range(4):

@@ -8,25 +8,23 @@ import dataclasses
 import functools
 import json
 import re
-import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import stamina
 from jsonschema import Draft4Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 from structlog.testing import capture_logs
 
 from surveysync.config import EmailSettings, HttpSettings, SendGridSettings, StoreSettings
-from surveysync.providers import OutgoingEmail, SendGridProvider, SendResult, create
+from surveysync.providers import OutgoingEmail, SendGridProvider
 from surveysync.providers.sendgrid import HTML_TAG, TEMPLATE_STAND_IN, TEXT_TAG, mail_body
 from surveysync.render import Renderer
-from surveysync.sync import SyncError, SyncRequest, run_sync
+from surveysync.sync import SyncError
 from tests.conftest import Store, local
 from tests.http_fake import (
     RESET_AFTER,
@@ -37,6 +35,15 @@ from tests.http_fake import (
     slow,
     status,
 )
+from tests.provider_kit import (
+    FAULTS,
+    closed_port,
+    crash_after_send,
+    request_ids,
+    statuses,
+    use_provider,
+)
+from tests.provider_kit import customers as kit_customers
 
 KEY = "SG.test-key.never-in-a-log-7f3a9c"
 NIGHT = local(2026, 11, 20, 23)
@@ -47,10 +54,7 @@ SPEC = Path(__file__).resolve().parent / "specs" / "sendgrid-v3-openapi.json"
 SPEC_URI = "urn:sendgrid-v3-openapi"
 
 
-@pytest.fixture(autouse=True)
-def retries_without_waiting() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
+pytestmark = pytest.mark.usefixtures("retries_without_waiting")
 
 
 @functools.cache
@@ -209,30 +213,14 @@ def sendgrid() -> Iterator[SendGrid]:
 def use_sendgrid(
     store: Store, sendgrid: SendGrid, base_url: str | None = None, **http: str
 ) -> None:
-    store.first_run_start = "2026-11-19T00:00:00"
-    store.extra["provider"] = {"kind": '"sendgrid"', "batch_size": "500"}
-    store.extra["provider.sendgrid"] = {
-        "api_key": f'"{KEY}"',
-        "base_url": f'"{base_url or sendgrid.url}"',
-    }
+    settings = {"api_key": f'"{KEY}"', "base_url": f'"{base_url or sendgrid.url}"'}
+    use_provider(store, "sendgrid", 500, settings, **http)
     store.extra["email"] = {"reply_to": '"service@demo-cycles.example"'}
-    store.extra["provider.http"] = {"timeout_seconds": "0.3", "retry_attempts": "8", **http}
 
 
 def customers(store: Store, count: int, day: int = 20, first: int = 0) -> list[str]:
-    for n in range(first, first + count):
-        store.customer(f"C{n}", first=f"Kim{n}")
-        store.pos.sale(f"C{n}", datetime(2026, 11, day, 9, 0) + timedelta(minutes=n))
-    return [f"c{n}@example.com" for n in range(first, first + count)]
-
-
-def statuses(store: Store) -> list[str]:
-    return sorted(s for (s,) in store.ledger_rows("SELECT status FROM requests"))
-
-
-def request_ids(store: Store, status: str = "sent") -> set[str]:
-    rows = store.ledger_rows(f"SELECT id FROM requests WHERE status = '{status}'")
-    return {rid for (rid,) in rows}
+    """The kit's customers, each with a first name of their own (Kim0, Kim1, …)."""
+    return kit_customers(store, count, day, first, numbered_names=True)
 
 
 def unsubscribe_url(mail: dict[str, Any]) -> str:
@@ -255,7 +243,7 @@ def test_a_sync_delivers_each_survey_once_with_its_own_parts_and_headers(
 
     assert report.counts["sent"] == 10
     assert len(sendgrid.mail_calls()) == 1
-    assert set(sendgrid.http.delivered) == request_ids(store)
+    assert set(sendgrid.http.delivered) == set(request_ids(store))
     assert set(sendgrid.http.delivered.values()) == {1}
     assert sorted(m["to"]["email"] for m in sendgrid.mails) == sorted(addresses)
     for mail in sendgrid.mails:
@@ -421,15 +409,7 @@ def test_no_survey_arrives_twice_under_a_30_percent_fault_rate(
     use_sendgrid(store, sendgrid)
     store.extra["provider"]["batch_size"] = "4"
     sendgrid.http.fault_rate = 0.3
-    sendgrid.http.random_faults = [
-        status(429, Retry_After="1"),
-        status(500),
-        status(502),
-        status(503),
-        RESET_BEFORE,
-        RESET_AFTER,
-        slow(0.5),
-    ]
+    sendgrid.http.random_faults = list(FAULTS)
     customers(store, 40)
     store.run(NIGHT)
     store.run(NEXT_NIGHT)
@@ -437,45 +417,9 @@ def test_no_survey_arrives_twice_under_a_30_percent_fault_rate(
     delivered = sendgrid.http.delivered
     assert set(delivered.values()) == {1}
     assert sum(sendgrid.http.faults_injected.values()) >= 5
-    sent, in_doubt = request_ids(store, "sent"), request_ids(store, "in_doubt")
+    sent, in_doubt = set(request_ids(store, "sent")), set(request_ids(store, "in_doubt"))
     assert len(sent) + len(in_doubt) == 40 and in_doubt
     assert sent <= set(delivered) and set(delivered) <= sent | in_doubt
-
-
-class Crash(Exception):
-    pass
-
-
-class CrashAfterSend:
-    """The real provider, and a power cut right after it answered, before the ledger hears."""
-
-    def __init__(self, real: SendGridProvider) -> None:
-        self.real = real
-        self.name = real.name
-        self.max_batch_size = real.max_batch_size
-        self.honours_idempotency_key = real.honours_idempotency_key
-
-    def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
-        self.real.send(batch)
-        raise Crash
-
-    def check(self) -> str:
-        return self.real.check()
-
-    def close(self) -> None:
-        self.real.close()
-
-
-def crash_after_send(store: Store) -> None:
-    settings = store.settings()
-    provider = create(settings.provider)
-    assert isinstance(provider, SendGridProvider)
-    try:
-        with pytest.raises(Crash):
-            run_sync(settings, SyncRequest(now=NIGHT), provider=CrashAfterSend(provider))
-    finally:
-        provider.close()
-    assert statuses(store) == ["sending"] * 3
 
 
 def test_after_a_crash_between_send_and_settle_nothing_is_sent_twice(
@@ -485,7 +429,8 @@ def test_after_a_crash_between_send_and_settle_nothing_is_sent_twice(
     listed by status, and never sent again."""
     use_sendgrid(store, sendgrid)
     customers(store, 3)
-    crash_after_send(store)
+    crash_after_send(store, NIGHT, SendGridProvider)
+    assert statuses(store) == ["sending"] * 3
 
     report = store.run(NIGHT + timedelta(minutes=5))
 
@@ -504,7 +449,8 @@ def test_with_the_resend_policy_a_crashed_batch_goes_out_again(
     use_sendgrid(store, sendgrid)
     store.extra["sync"] = {"in_doubt": '"resend"'}
     customers(store, 3)
-    crash_after_send(store)
+    crash_after_send(store, NIGHT, SendGridProvider)
+    assert statuses(store) == ["sending"] * 3
 
     store.run(NIGHT + timedelta(minutes=5))
 
@@ -575,12 +521,6 @@ def test_a_long_unsubscribe_list_is_read_page_by_page(store: Store, sendgrid: Se
 
 
 # --- check and secrets --------------------------------------------------------------------------
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_check_says_ok_and_names_a_bad_key_a_missing_permission_a_wrong_region_and_no_host(

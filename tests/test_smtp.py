@@ -18,6 +18,7 @@ from surveysync.providers import SmtpProvider
 from surveysync.providers.pacing import Pacer
 from surveysync.sync import SyncError, SyncRequest, run_sync
 from tests.conftest import Store, local
+from tests.provider_kit import FakeTime
 from tests.smtp_server import (
     BUSY_REPLY,
     Handler,
@@ -377,22 +378,9 @@ def test_check_reports_an_untrusted_certificate(
 # --- pacing ----------------------------------------------------------------------------------
 
 
-class FakeTime:
-    """A monotonic clock that only moves when something sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_sends_are_paced_to_max_per_second(store: Store, start_server: StartServer) -> None:
     """At 5 per second, ten messages take at least 1.8 s and never come closer than 0.2 s."""
-    time = FakeTime()
+    time = FakeTime(1_000.0)
     server = start_server(Handler(clock=time.clock))
     use_smtp(store, server.port, max_per_second="5")
     sales(store, 10)
@@ -415,7 +403,7 @@ def test_sends_are_paced_to_max_per_second(store: Store, start_server: StartServ
 
 def test_a_pacer_without_a_limit_never_sleeps() -> None:
     """No max_per_second means no waiting at all, however fast the sends come."""
-    time = FakeTime()
+    time = FakeTime(1_000.0)
     pacer = Pacer(None, clock=time.clock, sleep=time.sleep)
     for _ in range(100):
         pacer.wait()
@@ -510,7 +498,7 @@ def test_a_server_busy_for_everyone_defers_the_batch_within_its_retry_time(
         server.handler.busy[address] = 1_000
     use_smtp(store, server.port, retry_attempts="3", retry_seconds="5")
     settings = store.settings()
-    time = FakeTime()
+    time = FakeTime(1_000.0)
 
     def ticking() -> float:  # every look at the clock finds two seconds gone
         time.now += 2

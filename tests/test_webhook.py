@@ -6,27 +6,33 @@ from __future__ import annotations
 import hmac
 import itertools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import stamina
 from structlog.testing import capture_logs
 
-from surveysync.providers import OutgoingEmail, SendResult, WebhookProvider, create
+from surveysync.providers import WebhookProvider
 from surveysync.providers.http import retry_after
 from surveysync.providers.webhook import signature
 from surveysync.sync import SyncError, SyncRequest, run_sync
 from tests.conftest import Store, local
 from tests.http_fake import (
-    RESET_AFTER,
     RESET_BEFORE,
     FakeProvider,
     Recorded,
     Reply,
-    slow,
     status,
+)
+from tests.provider_kit import (
+    FAULTS,
+    FakeTime,
+    crash_after_send,
+    customers,
+    request_ids,
+    statuses,
+    use_provider,
 )
 
 SECRET = "whsec-never-in-a-log"
@@ -34,10 +40,7 @@ NIGHT = local(2026, 11, 20, 23)
 BAD = "refuse.me@example.com"
 
 
-@pytest.fixture(autouse=True)
-def retries_without_waiting() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
+pytestmark = pytest.mark.usefixtures("retries_without_waiting")
 
 
 def receive(fake: FakeProvider) -> Callable[[Recorded], Reply]:
@@ -74,28 +77,8 @@ def fake() -> Iterator[FakeProvider]:
 
 
 def use_webhook(store: Store, fake: FakeProvider, **http: str) -> None:
-    store.first_run_start = "2026-11-19T00:00:00"
-    store.extra["provider"] = {"kind": '"webhook"', "batch_size": "4"}
-    store.extra["provider.webhook"] = {
-        "url": f'"{fake.url}/hooks/surveys"',
-        "secret": f'"{SECRET}"',
-    }
-    store.extra["provider.http"] = {"timeout_seconds": "0.3", "retry_attempts": "8", **http}
-
-
-def customers(store: Store, count: int, day: int = 20) -> list[str]:
-    for n in range(count):
-        store.customer(f"C{n}")
-        store.pos.sale(f"C{n}", datetime(2026, 11, day, 9, 0) + timedelta(minutes=n))
-    return [f"c{n}@example.com" for n in range(count)]
-
-
-def request_ids(store: Store) -> list[str]:
-    return sorted(rid for (rid,) in store.ledger_rows("SELECT id FROM requests"))
-
-
-def statuses(store: Store) -> list[str]:
-    return sorted(s for (s,) in store.ledger_rows("SELECT status FROM requests"))
+    settings = {"url": f'"{fake.url}/hooks/surveys"', "secret": f'"{SECRET}"'}
+    use_provider(store, "webhook", 4, settings, **http)
 
 
 def test_each_batch_is_one_signed_post_with_every_message(store: Store, fake: FakeProvider) -> None:
@@ -106,7 +89,7 @@ def test_each_batch_is_one_signed_post_with_every_message(store: Store, fake: Fa
     report = store.run(NIGHT)
 
     assert report.counts["sent"] == 10
-    assert sorted(fake.delivered) == request_ids(store)
+    assert sorted(fake.delivered) == request_ids(store, status=None)
     assert len(fake.handled) == 3
     for request in fake.handled:
         assert len(request.headers["idempotency-key"]) == 40
@@ -123,15 +106,7 @@ def test_every_request_is_delivered_once_under_a_30_percent_fault_rate(
     each survey reaches the endpoint exactly once."""
     use_webhook(store, fake)
     fake.fault_rate = 0.3
-    fake.random_faults = [
-        status(429, Retry_After="1"),
-        status(500),
-        status(502),
-        status(503),
-        RESET_BEFORE,
-        RESET_AFTER,
-        slow(0.5),
-    ]
+    fake.random_faults = list(FAULTS)
     customers(store, 40)
     report = store.run(NIGHT)
 
@@ -208,30 +183,6 @@ def test_a_batch_refused_whole_is_split_to_find_the_one_at_fault(
     assert set(fake.delivered.values()) == {1}
 
 
-class Crash(Exception):
-    pass
-
-
-class CrashAfterSend:
-    """The real provider, and a power cut right after it answered, before the ledger hears."""
-
-    def __init__(self, real: WebhookProvider) -> None:
-        self.real = real
-        self.name = real.name
-        self.max_batch_size = real.max_batch_size
-        self.honours_idempotency_key = True
-
-    def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
-        self.real.send(batch)
-        raise Crash
-
-    def check(self) -> str:
-        return self.real.check()
-
-    def close(self) -> None:
-        self.real.close()
-
-
 def test_a_crash_between_send_and_settle_then_restart_sends_nothing_twice(
     store: Store, fake: FakeProvider
 ) -> None:
@@ -239,14 +190,7 @@ def test_a_crash_between_send_and_settle_then_restart_sends_nothing_twice(
     repeat; every request ends sent, delivered once."""
     use_webhook(store, fake)
     customers(store, 3)
-    settings = store.settings()
-    provider = create(settings.provider)
-    assert isinstance(provider, WebhookProvider)
-    try:
-        with pytest.raises(Crash):
-            run_sync(settings, SyncRequest(now=NIGHT), provider=CrashAfterSend(provider))
-    finally:
-        provider.close()
+    crash_after_send(store, NIGHT, WebhookProvider)
     assert statuses(store) == ["sending"] * 3
     first_key = fake.requests[-1].headers["idempotency-key"]
 
@@ -292,20 +236,6 @@ def test_the_secret_and_addresses_never_reach_the_logs(store: Store, fake: FakeP
     text = json.dumps(logs, default=str)
     assert SECRET not in text
     assert "@example.com" not in text.replace("***@example.com", "")
-
-
-class FakeTime:
-    """A monotonic clock that only moves when something sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.calls: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_calls_never_exceed_max_per_second(store: Store, fake: FakeProvider) -> None:
