@@ -200,13 +200,7 @@ class BrevoProvider(HttpProvider):
         request = self.client.build_request(
             "GET", f"{self.base_url}/v3/smtp/blockedContacts", params=params, headers=self._headers
         )
-        response = self.caller.call(request, idempotent=True)
-        if not response.is_success:
-            raise ProviderUnavailable(
-                f"brevo refused the blocked contacts list (HTTP {response.status_code}: "
-                f"{self.caller.describe(response)})"
-            )
-        return _json(response)
+        return _json(self.read_list(request, "the blocked contacts"))
 
 
 def within_key_lifetime(http: HttpSettings) -> HttpSettings:

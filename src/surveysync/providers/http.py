@@ -231,6 +231,17 @@ class HttpProvider(ABC):
     def describe_check(self, response: httpx.Response) -> str:
         return f"{self.name} answered (HTTP {response.status_code}); the API key works"
 
+    def read_list(self, request: httpx.Request, what: str) -> httpx.Response:
+        """The successful answer to a GET for a list (suppressions, unsubscribes); else
+        ProviderUnavailable naming ``what`` and the provider's words."""
+        response = self.caller.call(request, idempotent=True)
+        if not response.is_success:
+            raise ProviderUnavailable(
+                f"{self.name} did not list {what} (HTTP {response.status_code}: "
+                f"{self.caller.describe(response)})"
+            )
+        return response
+
     def account_problem(self, response: httpx.Response) -> str | None:
         """Whether a refused call is about the account (may not send, sender not verified)
         rather than the messages: then nobody is rejected and the run stops, in these words.

@@ -167,15 +167,8 @@ class MailgunProvider(HttpProvider):
         raise ProviderUnavailable(f"mailgun's unsubscribe list did not end after {MAX_PAGES} pages")
 
     def _page(self, url: httpx.URL) -> dict[str, Any]:
-        response = self.caller.call(
-            self.client.build_request("GET", url, headers=self._auth), idempotent=True
-        )
-        if not response.is_success:
-            raise ProviderUnavailable(
-                f"mailgun refused the unsubscribe list (HTTP {response.status_code}: "
-                f"{self.caller.describe(response)})"
-            )
-        return _json(response)
+        request = self.client.build_request("GET", url, headers=self._auth)
+        return _json(self.read_list(request, "the unsubscribes"))
 
     def _next_page(self, page: dict[str, Any]) -> httpx.URL | None:
         """``paging.next`` on our own base URL; None on the last page (Mailgun: the last page

@@ -164,13 +164,7 @@ class PostmarkProvider(HttpProvider):
             params=params,
             headers=self._auth(),
         )
-        response = self.caller.call(request, idempotent=True)
-        if not response.is_success:
-            raise ProviderError(
-                f"postmark did not list the suppressions (HTTP {response.status_code}: "
-                f"{self.caller.describe(response)})"
-            )
-        items = _suppressions(response)
+        items = _suppressions(self.read_list(request, "the suppressions"))
         found = [
             Suppressed(str(i["EmailAddress"]), f"{i.get('SuppressionReason')} at Postmark")
             for i in items

@@ -160,12 +160,7 @@ class SendGridProvider(HttpProvider):
             params=params,
             headers=self._auth(),
         )
-        response = self.caller.call(request, idempotent=True)
-        if not response.is_success:
-            raise ProviderError(
-                f"sendgrid did not list the unsubscribes (HTTP {response.status_code}: "
-                f"{self.caller.describe(response)})"
-            )
+        response = self.read_list(request, "the unsubscribes")
         page = _json(response, "the unsubscribes")
         if not isinstance(page, list) or not all(
             isinstance(i, dict) and "email" in i and "created" in i for i in page
