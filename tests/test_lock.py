@@ -216,3 +216,45 @@ def test_other_databases_are_refused_plainly() -> None:
     assert "SQLite or PostgreSQL" in str(refused.value)
     assert "hunter2" not in str(refused.value)
     assert not isinstance(refused.value, LockHeld)
+
+
+def _end_session_of(postgres_url: str, purpose: str) -> None:
+    """What a database restart or a network cut does to the holder: its session ends."""
+    admin = create_engine(postgres_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            ended = conn.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name LIKE :name"
+                ),
+                {"name": f"surveysync%{purpose}%"},
+            )
+    finally:
+        admin.dispose()
+    assert ended == 1
+
+
+def test_a_lock_lost_with_its_session_is_taken_again_before_the_next_night(
+    postgres_url: str,
+) -> None:
+    """When the PostgreSQL session holding the lock ends, the daemon notices before its next
+    night and takes the lock again; meanwhile a second instance is refused as before."""
+    with InstanceLock(postgres_url, "store-1", "run") as lock:
+        assert lock.ensure_held() is False
+        _end_session_of(postgres_url, "run")
+        assert lock.ensure_held() is True
+        with pytest.raises(LockHeld):
+            InstanceLock(postgres_url, "store-1", "sync").__enter__()
+
+
+def test_a_lock_lost_and_taken_by_another_process_stops_the_first(postgres_url: str) -> None:
+    """If another surveysync took the lock while the first one's session was gone, the first
+    one is told so, naming the new holder, instead of running beside it."""
+    with InstanceLock(postgres_url, "store-1", "run") as lock:
+        _end_session_of(postgres_url, "run")
+        with (
+            InstanceLock(postgres_url, "store-1", "sync"),
+            pytest.raises(LockHeld, match=r"`sync`, pid \d+"),
+        ):
+            lock.ensure_held()

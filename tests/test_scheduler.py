@@ -14,6 +14,7 @@ import time_machine
 from structlog.testing import capture_logs
 
 from surveysync import heartbeat
+from surveysync.ledger import LockHeld
 from surveysync.providers import OutgoingEmail, SendResult
 from surveysync.scheduler import Daemon, NightlyTrigger
 from tests.conftest import Store, local
@@ -320,3 +321,23 @@ def test_the_real_scheduler_fires_the_night_at_23_store_time(night_store: Store)
     catch_up, nightly = fired
     at_23 = local(2026, 11, 18, 23)
     assert catch_up < at_23 <= nightly < at_23 + timedelta(seconds=5)
+
+
+class TakenLock:
+    """An instance lock another surveysync took while this one's session was gone."""
+
+    def ensure_held(self) -> bool:
+        raise LockHeld("test", None)
+
+
+def test_a_daemon_whose_lock_was_taken_sends_nothing_and_stops(night_store: Store) -> None:
+    """Before a night, a daemon that finds its lock held by another process logs it, sends
+    nothing, and stops instead of running beside the other one."""
+    store = night_store
+    sale_on(store, "C1", 18)
+    daemon = Daemon(store.settings(), clock=lambda: local(2026, 11, 18, 23))
+    daemon.lock = TakenLock()  # type: ignore[assignment]
+    with capture_logs() as logs:
+        assert daemon.night() is None
+    assert daemon.stopping.is_set() and store.messages() == []
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["daemon.lock_lost"]

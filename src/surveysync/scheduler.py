@@ -30,6 +30,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from surveysync import heartbeat
 from surveysync.config import Settings
+from surveysync.ledger import LedgerError
 from surveysync.ledger.lock import InstanceLock
 from surveysync.providers import Provider
 from surveysync.sync import RunReport, SyncError, SyncRequest, run_sync
@@ -105,6 +106,7 @@ class Daemon:
         self._idle = threading.Event()
         self._idle.set()
         self._beat = heartbeat.Heartbeat(settings.store.id, "starting")
+        self.lock: InstanceLock | None = None  # held while serving
 
     # --- lifetime --------------------------------------------------------------------------
 
@@ -112,7 +114,7 @@ class Daemon:
         """Run until ``stop``: a night now (catch-up), then one every night. Holds the
         ledger's instance lock throughout; raises LockHeld if another process has it."""
         ledger_url = self.settings.ledger.url.get_secret_value()
-        with InstanceLock(ledger_url, self.settings.store.id, "run"):
+        with InstanceLock(ledger_url, self.settings.store.id, "run") as self.lock:
             scheduler = self._scheduler()
             self._beat.started_at = self._clock().isoformat()
             scheduler.start()
@@ -163,6 +165,8 @@ class Daemon:
         retry_until. Returns the last run's report (None if no run could start)."""
         self._idle.clear()
         try:
+            if not self._still_the_only_instance():
+                return None
             cutoff = self.trigger.last_fire(self._clock())
             self._write_beat("running")
             report = self._night_until(cutoff, self._retry_deadline(cutoff))
@@ -176,6 +180,20 @@ class Daemon:
         finally:
             self._write_beat("idle")
             self._idle.set()
+
+    def _still_the_only_instance(self) -> bool:
+        """The lock may have gone with its PostgreSQL session (a server restart); take it
+        again, or stop if another surveysync took it meanwhile."""
+        if self.lock is None:
+            return True
+        try:
+            if self.lock.ensure_held():
+                log.warning("daemon.lock_regained")
+        except LedgerError as exc:  # LockHeld names the other process
+            log.error("daemon.lock_lost", error=str(exc))
+            self.stop("the instance lock was taken by another process")
+            return False
+        return True
 
     def _night_until(self, cutoff: datetime, deadline: datetime) -> RunReport | None:
         schedule = self.settings.schedule

@@ -76,6 +76,16 @@ _HOLDER_QUERY = text(
 )
 
 
+_MINE_QUERY = text(
+    """
+    SELECT count(*) FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND pid = pg_backend_pid()
+      AND CAST(classid AS bigint) = CAST(:class_key AS bigint)
+      AND CAST(objid AS bigint) = CAST(:store_key AS bigint)
+    """
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Holder:
     """The process holding (or taking) an instance lock, as an admin would look for it."""
@@ -165,6 +175,8 @@ class _Backend(Protocol):
 
     def release(self) -> None: ...
 
+    def still_held(self) -> bool: ...
+
 
 class InstanceLock:
     """``with InstanceLock(url, store, "run"):`` holds the lock or raises ``LockHeld`` at once."""
@@ -182,6 +194,18 @@ class InstanceLock:
         self._backend.acquire(holder)
         self.holder = holder
         return self
+
+    def ensure_held(self) -> bool:
+        """Make sure the lock is still ours before a long piece of work; True when it had
+        been lost (the PostgreSQL session ended: a server restart, a network cut) and was
+        taken again. Raises LockHeld when another process took it meanwhile."""
+        if self.holder is None:
+            raise RuntimeError("this InstanceLock is not held")
+        if self._backend.still_held():
+            return False
+        self._backend.release()
+        self._backend.acquire(self.holder)
+        return True
 
     def __exit__(
         self,
@@ -272,6 +296,9 @@ class _FileBackend:
             self.info_path.unlink(missing_ok=True)
         self._lock.release()
 
+    def still_held(self) -> bool:
+        return self._lock.is_locked  # an OS lock lasts as long as this process holds it
+
     def _read_holder(self) -> Holder | None:
         try:
             return Holder.from_json(self.info_path.read_text(encoding="utf-8"))
@@ -311,6 +338,10 @@ class _ProcessBackend:
     def release(self) -> None:
         with _IN_PROCESS_GUARD:
             _IN_PROCESS.pop(self._key, None)
+
+    def still_held(self) -> bool:
+        with _IN_PROCESS_GUARD:
+            return self._key in _IN_PROCESS
 
 
 # --- PostgreSQL: a session advisory lock on a connection of its own ------------------------------
@@ -363,6 +394,15 @@ class _AdvisoryBackend:
                 self.keys,
             )
         _close(engine, conn)
+
+    def still_held(self) -> bool:
+        """Whether our session is alive and still holds the lock (asked on that session)."""
+        if self._conn is None:
+            return False
+        try:
+            return bool(self._conn.scalar(_MINE_QUERY, self.keys))
+        except SQLAlchemyError:
+            return False  # the session is gone, and the lock with it
 
     def _holder(self, conn: Connection) -> Holder | None:
         row = conn.execute(_HOLDER_QUERY, self.keys).first()
