@@ -303,3 +303,30 @@ def test_every_reason_code_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text("utf-8")
     for reason in SkipReason:
         assert f"`{reason.value}`" in readme, reason.value
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("pos", "url"),
+        ("ledger", "url"),
+        ("ledger", "hash_secret"),
+        ("provider.smtp", "password"),
+        ("provider.resend", "api_key"),
+        ("provider.webhook", "secret"),
+        ("email", "link_secret"),
+    ],
+)
+def test_every_secret_can_come_from_a_file(tmp_path: Path, section: str, key: str) -> None:
+    """Each secret setting has a <key>_file twin, read from disk and trimmed of its newline."""
+    secret = tmp_path / "secret"
+    secret.write_text("sqlite:///from-a-file.sqlite\n", encoding="utf-8")
+    extra = "username = \"u\"\n" if section == "provider.smtp" else ""
+    config = tmp_path / "surveysync.toml"
+    config.write_text(
+        f"[{section}]\n{extra}{key}_file = \"{secret.as_posix()}\"\n", encoding="utf-8"
+    )
+    settings: Any = load_settings(config)
+    for part in section.split("."):
+        settings = getattr(settings, part)
+    assert getattr(settings, key).get_secret_value() == "sqlite:///from-a-file.sqlite"

@@ -51,6 +51,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _load_secret_files(model: BaseModel, *keys: str) -> None:
+    """Each ``<key>_file`` that is set replaces ``<key>`` with the file's contents."""
+    for key in keys:
+        from_file = _read_secret_file(getattr(model, f"{key}_file"))
+        if from_file is not None:
+            object.__setattr__(model, key, from_file)
+
+
 def _read_secret_file(path: Path | None) -> SecretStr | None:
     if path is None:
         return None
@@ -109,9 +117,7 @@ class PosSettings(Section):
 
     @model_validator(mode="after")
     def _resolve(self) -> PosSettings:
-        from_file = _read_secret_file(self.url_file)
-        if from_file is not None:
-            object.__setattr__(self, "url", from_file)
+        _load_secret_files(self, "url")
         if self.mapping is Preset.CUSTOM and not (self.query and self.query.strip()):
             raise ValueError("mapping = 'custom' needs pos.query (SQL with :start and :end)")
         if self.query and self.mapping is not Preset.CUSTOM:
@@ -131,10 +137,7 @@ class LedgerSettings(Section):
 
     @model_validator(mode="after")
     def _resolve(self) -> LedgerSettings:
-        for key in ("url", "hash_secret"):
-            from_file = _read_secret_file(getattr(self, f"{key}_file"))
-            if from_file is not None:
-                object.__setattr__(self, key, from_file)
+        _load_secret_files(self, "url", "hash_secret")
         return self
 
 
@@ -204,9 +207,7 @@ class SmtpSettings(Section):
 
     @model_validator(mode="after")
     def _resolve(self) -> SmtpSettings:
-        from_file = _read_secret_file(self.password_file)
-        if from_file is not None:
-            object.__setattr__(self, "password", from_file)
+        _load_secret_files(self, "password")
         if (self.username is None) != (self.password is None):
             raise ValueError("provider.smtp.username and password go together")
         if (
@@ -256,9 +257,7 @@ class _ApiKeySettings(Section):
 
     @model_validator(mode="after")
     def _resolve(self) -> _ApiKeySettings:
-        from_file = _read_secret_file(self.api_key_file)
-        if from_file is not None:
-            object.__setattr__(self, "api_key", from_file)
+        _load_secret_files(self, "api_key")
         return self
 
 
@@ -309,9 +308,7 @@ class WebhookSettings(Section):
 
     @model_validator(mode="after")
     def _resolve(self) -> WebhookSettings:
-        from_file = _read_secret_file(self.secret_file)
-        if from_file is not None:
-            object.__setattr__(self, "secret", from_file)
+        _load_secret_files(self, "secret")
         return self
 
 
@@ -399,9 +396,7 @@ class EmailSettings(Section):
 
     @model_validator(mode="after")
     def _resolve(self) -> EmailSettings:
-        from_file = _read_secret_file(self.link_secret_file)
-        if from_file is not None:
-            object.__setattr__(self, "link_secret", from_file)
+        _load_secret_files(self, "link_secret")
         return self
 
 
