@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 
 from surveysync.ledger import Candidate, Ledger, create_ledger_engine, migrate, new_id
 from surveysync.ledger.schema import metadata
+from surveysync.model import RequestStatus
 from surveysync.providers import OutgoingEmail, ProviderUnavailable, SendResult
 from surveysync.sync import SyncError, SyncRequest, run_sync
 from tests.conftest import Store, local
@@ -66,7 +67,9 @@ class ScriptedProvider:
             if to in self.no_answer:
                 continue
             if to in self.defer:
-                results.append(SendResult(item.request_id, "deferred", error="452 mailbox full"))
+                results.append(
+                    SendResult(item.request_id, RequestStatus.PENDING, error="452 mailbox full")
+                )
             elif to in self.doubt:
                 results.append(SendResult(item.request_id, "in_doubt", error="connection lost"))
             elif to in self.refuse:
@@ -232,7 +235,7 @@ def test_a_deferred_request_waits_for_the_next_run_and_an_in_doubt_one_is_not_re
     _five_customers(store)
     first = ScriptedProvider(defer={"c1@example.com"}, doubt={"c2@example.com"})
     report = run_sync(store.settings(), SyncRequest(now=local(2026, 11, 20, 23)), provider=first)
-    assert (report.counts["sent"], report.counts["deferred"], report.counts["in_doubt"]) == (
+    assert (report.counts["sent"], report.counts["pending"], report.counts["in_doubt"]) == (
         3,
         1,
         1,

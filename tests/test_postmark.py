@@ -242,7 +242,7 @@ def test_every_result_s_error_code_is_read(store: Store, postmark: Postmark) -> 
     postmark.codes["c2@example.com"] = (429, "Rate limit exceeded")
     report = store.run(NIGHT)
 
-    assert (report.counts["sent"], report.counts["rejected"], report.counts["deferred"]) == (
+    assert (report.counts["sent"], report.counts["rejected"], report.counts["pending"]) == (
         2,
         2,
         1,

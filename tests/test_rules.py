@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from surveysync.config import RuleSettings, SaleKind
+from surveysync.config import RuleSettings
+from surveysync.model import SaleKind
 from surveysync.rules import (
     REASON_TEXT,
     REVISABLE_REASONS,

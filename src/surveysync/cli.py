@@ -315,8 +315,8 @@ def _print_report(out: Output, report: RunReport, settings: Settings) -> None:
     for outcome in ("rejected", "failed", "in_doubt"):
         if report.counts[outcome]:
             rows.append((outcome, report.counts[outcome], "see `surveysync status`"))
-    if report.counts["deferred"]:
-        rows.append(("deferred", report.counts["deferred"], "retried by the next run"))
+    if report.counts["pending"]:
+        rows.append(("pending", report.counts["pending"], "refused for now; the next run retries"))
     rows += [
         (reason, count, REASON_TEXT[SkipReason(reason)])
         for reason, count in sorted(report.skipped.items(), key=lambda kv: -kv[1])

@@ -36,6 +36,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from surveysync.model import SaleKind
+
 ENV_PREFIX = "SURVEYSYNC__"
 DEFAULT_CONFIG_PATH = Path("surveysync.toml")
 CONFIG_PATH_ENV = "SURVEYSYNC_CONFIG"
@@ -141,12 +143,6 @@ class LedgerSettings(Section):
         return self
 
 
-class SaleKind(StrEnum):
-    SALE = "sale"
-    RETURN = "return"
-    VOID = "void"
-
-
 class RuleSettings(Section):
     cooldown_months: Annotated[int, Field(ge=0, le=60)] = 3
     max_sale_age_days: Annotated[int, Field(ge=1, le=3650)] = 30
@@ -229,9 +225,7 @@ class SmtpSettings(Section):
 def _api_url(value: str) -> str:
     """https, or plain http to this machine only (a local relay or a test server)."""
     host = value.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
-    if value.startswith("https://") or (
-        value.startswith("http://") and host in _LOOPBACK_HOSTS
-    ):
+    if value.startswith("https://") or (value.startswith("http://") and host in _LOOPBACK_HOSTS):
         return value.rstrip("/")
     raise ValueError("must be an https:// URL (plain http only to localhost)")
 

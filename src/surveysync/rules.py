@@ -25,7 +25,8 @@ from zoneinfo import ZoneInfo
 from dateutil.relativedelta import relativedelta
 from email_validator import EmailNotValidError, validate_email
 
-from surveysync.config import RuleSettings, SaleKind
+from surveysync.config import RuleSettings
+from surveysync.model import Sale
 
 
 class SkipReason(StrEnum):
@@ -71,27 +72,6 @@ REASON_TEXT: dict[SkipReason, str] = {
 # that blocked it can still change (the sale gets finalized later). Every other decision
 # is final, which is what makes re-reading a window harmless.
 REVISABLE_REASONS = frozenset({SkipReason.NOT_FINALIZED})
-
-
-@dataclass(frozen=True, slots=True)
-class Sale:
-    """One POS transaction, as the mapping delivers it; times are aware, in the store's zone."""
-
-    transaction_id: str
-    sale_at: datetime
-    finalized_at: datetime | None
-    customer_id: str | None
-    email: str | None
-    first_name: str | None
-    last_name: str | None
-    language: str | None
-    include_in_communications: bool
-    unsubscribed: bool
-    location_id: str | None
-    location_name: str | None
-    employee_name: str | None
-    total: Decimal | None
-    kind: SaleKind
 
 
 @dataclass(frozen=True, slots=True)

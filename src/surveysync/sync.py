@@ -51,6 +51,7 @@ from surveysync.ledger import (
     mask_email,
     new_id,
 )
+from surveysync.model import RequestStatus, Sale
 from surveysync.pos import PosError, PosSource, PosUnavailable, RowProblem
 from surveysync.providers import (
     OutgoingEmail,
@@ -65,7 +66,6 @@ from surveysync.rules import (
     Decision,
     PersonHistory,
     RunChoices,
-    Sale,
     SkipReason,
     decide,
     normalize_email,
@@ -184,7 +184,7 @@ class _DryRunProvider:
     honours_idempotency_key = True
 
     def send(self, batch: Sequence[OutgoingEmail]) -> list[provider_registry.SendResult]:
-        return [provider_registry.SendResult(e.request_id, "sent") for e in batch]
+        return [provider_registry.SendResult(e.request_id, RequestStatus.SENT) for e in batch]
 
     def check(self) -> str:
         return "dry run: nothing is sent"
@@ -512,7 +512,7 @@ class _Run:
                 message = self.renderer.render(item.request_id, item.email, item.payload, as_of)
             except RenderError as exc:
                 log.warning("request.unrenderable", request_id=item.request_id, error=str(exc))
-                failed.append(Settlement(item.request_id, "failed", error=str(exc)))
+                failed.append(Settlement(item.request_id, RequestStatus.FAILED, error=str(exc)))
                 continue
             outgoing.append(OutgoingEmail(item.request_id, item.request_id, message, batch_key))
         return outgoing, failed
@@ -530,7 +530,7 @@ class _Run:
             settled = {r.request_id for r in exc.results}
             self.ledger.settle(
                 [
-                    Settlement(rid, "pending", error="provider unavailable")
+                    Settlement(rid, RequestStatus.PENDING, error="provider unavailable")
                     for rid in ids
                     if rid not in settled
                 ],
@@ -544,12 +544,7 @@ class _Run:
     def _settle(self, results: Sequence[SendResult]) -> None:
         in_doubt = [r.request_id for r in results if r.status == "in_doubt"]
         settlements = [
-            Settlement(
-                r.request_id,
-                "pending" if r.status == "deferred" else r.status,
-                r.provider_message_id,
-                r.error,
-            )
+            Settlement(r.request_id, r.status, r.provider_message_id, r.error)
             for r in results
             if r.status != "in_doubt"
         ]

@@ -13,7 +13,6 @@ from surveysync.ledger.store import (
     REJECTED,
     SENDING,
     SENT,
-    UNSETTLED,
     Candidate,
     Claimable,
     CooldownRow,
@@ -24,6 +23,7 @@ from surveysync.ledger.store import (
     create_ledger_engine,
     new_id,
 )
+from surveysync.model import UNSETTLED
 
 __all__ = [
     "FAILED",

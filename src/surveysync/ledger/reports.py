@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from surveysync.ledger.schema import cooldowns, coverage, decisions, requests, runs, suppressions
-from surveysync.ledger.store import UNSETTLED, Ledger
+from surveysync.ledger.store import Ledger
+from surveysync.model import UNSETTLED
 from surveysync.rules import next_eligible_at
 
 

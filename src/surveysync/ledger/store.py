@@ -59,19 +59,18 @@ from surveysync.ledger.schema import (
     runs,
     suppressions,
 )
+from surveysync.model import RequestStatus
 from surveysync.rules import REVISABLE_REASONS, SkipReason
 
-# Status of a survey request. pending -> sending -> sent | failed | rejected; a request found
-# in `sending` after a crash becomes in_doubt unless its provider honours idempotency keys.
+# A request's status: one vocabulary for the ledger, the providers and the reports.
 PENDING, SENDING, SENT, FAILED, REJECTED, IN_DOUBT = (
-    "pending",
-    "sending",
-    "sent",
-    "failed",
-    "rejected",
-    "in_doubt",
+    RequestStatus.PENDING,
+    RequestStatus.SENDING,
+    RequestStatus.SENT,
+    RequestStatus.FAILED,
+    RequestStatus.REJECTED,
+    RequestStatus.IN_DOUBT,
 )
-UNSETTLED = (PENDING, SENDING, IN_DOUBT)
 SUPPRESSION_KINDS = ("email", "customer", "transaction")
 _SECRET_NAME = "person_key_secret"
 _MIGRATION_LOCK_ID = 0x5375_7276_6579  # "Survey": any constant shared by every surveysync
@@ -121,7 +120,7 @@ class Candidate:
 @dataclass(frozen=True, slots=True)
 class Settlement:
     request_id: str
-    status: str  # sent | failed | rejected | pending (nothing left the building)
+    status: RequestStatus  # sent | failed | rejected | pending (nothing left the building)
     provider_message_id: str | None = None
     error: str | None = None
 

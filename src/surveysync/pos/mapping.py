@@ -19,8 +19,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from surveysync.config import SaleKind, Timestamps
-from surveysync.rules import Sale
+from surveysync.config import Timestamps
+from surveysync.model import Sale, SaleKind
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "transaction_id",

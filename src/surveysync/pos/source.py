@@ -17,6 +17,7 @@ from sqlalchemy import DateTime, Engine, Select, and_, bindparam, column, or_, s
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from surveysync.config import PosSettings, Preset
+from surveysync.model import Sale
 from surveysync.pos.engine import create_pos_engine
 from surveysync.pos.errors import PosError, PosMappingError, PosUnavailable
 from surveysync.pos.mapping import (
@@ -27,7 +28,6 @@ from surveysync.pos.mapping import (
     row_to_sale,
     to_pos_time,
 )
-from surveysync.rules import Sale
 
 
 class PosSource:

@@ -14,20 +14,23 @@ rest of the batch goes on. Its status says what the ledger must do with it:
     sent       accepted by the provider
     rejected   refused for good (the provider's message kept); the cooldown is given back
     failed     could not be sent for a reason of ours; the cooldown is given back
-    deferred   refused for now (a 4xx that outlived its retries); sent again by a later run
+    pending    refused for now (a 4xx that outlived its retries): nothing left the
+               building, and the next run sends it
     in_doubt   the provider may have taken it (the connection died before its answer);
                never sent again automatically, listed by ``status``
+
+These are ``RequestStatus`` values (``surveysync.model``): the word a provider answers is
+the word the ledger records. ``sending`` is never a result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from surveysync.model import RequestStatus
 from surveysync.render import SurveyEmail
-
-Outcome = Literal["sent", "rejected", "failed", "deferred", "in_doubt"]
 
 
 class ProviderError(Exception):
@@ -63,7 +66,7 @@ class OutgoingEmail:
 @dataclass(frozen=True, slots=True)
 class SendResult:
     request_id: str
-    status: Outcome
+    status: RequestStatus  # never SENDING
     provider_message_id: str | None = None
     error: str | None = None
 

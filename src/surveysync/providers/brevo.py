@@ -59,6 +59,7 @@ import httpx
 import structlog
 
 from surveysync.config import BrevoSettings, HttpSettings
+from surveysync.model import RequestStatus
 from surveysync.providers.base import (
     OutgoingEmail,
     ProviderUnavailable,
@@ -124,7 +125,7 @@ class BrevoProvider(HttpProvider):
             return self.read_results(group, response)
         if _code(response) == REPEAT_REFUSED:
             log.warning("brevo.repeat_refused", count=len(group), meaning="sent before")
-            return [SendResult(e.request_id, "sent") for e in group]
+            return [SendResult(e.request_id, RequestStatus.SENT) for e in group]
         return self._refused(group, response)
 
     def build_send(self, batch: Sequence[OutgoingEmail]) -> httpx.Request:
@@ -155,7 +156,7 @@ class BrevoProvider(HttpProvider):
             single = data.get("messageId")
             ids = [single if isinstance(single, str) and len(batch) == 1 else None] * len(batch)
         return [
-            SendResult(e.request_id, "sent", str(i) if i else None)
+            SendResult(e.request_id, RequestStatus.SENT, str(i) if i else None)
             for e, i in zip(batch, ids, strict=True)
         ]
 

@@ -42,6 +42,7 @@ import structlog
 
 from surveysync.config import HttpSettings
 from surveysync.logging import SensitiveMasker
+from surveysync.model import RequestStatus
 from surveysync.providers.base import (
     OutgoingEmail,
     ProviderUnavailable,
@@ -257,7 +258,7 @@ class HttpProvider(ABC):
             )
         except CallInDoubt as exc:
             log.error("http.in_doubt", provider=self.name, count=len(batch), error=str(exc))
-            return [SendResult(e.request_id, "in_doubt", error=str(exc)) for e in batch]
+            return [SendResult(e.request_id, RequestStatus.IN_DOUBT, error=str(exc)) for e in batch]
         if response.is_success:
             return self.read_results(batch, response)
         if (problem := self.account_problem(response)) is not None:
@@ -298,9 +299,9 @@ class HttpProvider(ABC):
         reason = f"HTTP {response.status_code}: {self.caller.describe(response)}"
         if response.status_code == CONFLICT_STATUS and self.honours_idempotency_key:
             log.error("http.key_conflict", provider=self.name, count=len(batch), error=reason)
-            return [SendResult(e.request_id, "in_doubt", error=reason) for e in batch]
+            return [SendResult(e.request_id, RequestStatus.IN_DOUBT, error=reason) for e in batch]
         if len(batch) == 1:
-            return [SendResult(batch[0].request_id, "rejected", error=reason)]
+            return [SendResult(batch[0].request_id, RequestStatus.REJECTED, error=reason)]
         log.warning("http.batch_refused", provider=self.name, count=len(batch), error=reason)
         results: list[SendResult] = []
         for email_ in batch:

@@ -48,6 +48,7 @@ from urllib.parse import quote
 import httpx
 
 from surveysync.config import HttpSettings, MailgunSettings
+from surveysync.model import RequestStatus
 from surveysync.providers.base import (
     OutgoingEmail,
     ProviderUnavailable,
@@ -113,7 +114,7 @@ class MailgunProvider(HttpProvider):
                 f"({self.caller.describe(response)}): nothing was sent; "
                 "check provider.mailgun.base_url and domain"
             )
-        return [SendResult(e.request_id, "sent", message_id) for e in batch]
+        return [SendResult(e.request_id, RequestStatus.SENT, message_id) for e in batch]
 
     # --- check ------------------------------------------------------------------------------
 

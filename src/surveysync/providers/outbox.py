@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from surveysync.model import RequestStatus
 from surveysync.providers.base import OutgoingEmail, ProviderUnavailable, SendResult
 
 
@@ -58,4 +59,4 @@ class OutboxProvider:
             raise ProviderUnavailable(
                 f"cannot write to outbox {self.folder}: {exc.strerror}"
             ) from exc
-        return SendResult(email.request_id, "sent", provider_message_id=target.name)
+        return SendResult(email.request_id, RequestStatus.SENT, provider_message_id=target.name)

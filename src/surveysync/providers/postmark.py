@@ -14,7 +14,7 @@ The shapes followed (postmarkapp.com/developer/api/overview, …/api/email-api,
 A 200 says nothing about each message; its ``ErrorCode`` does, and is always read::
 
     0                                     sent
-    100 maintenance, 429 rate limit       deferred: sent again by a later run
+    100 maintenance, 429 rate limit       pending: sent again by a later run
     10 token, 400/401 sender signature,   the server or account cannot send now (nobody's
     405 not allowed, 412 pending,         fault but the operator's): the rest of the batch
     413 may not send, 1101 no template    waits as pending and the run stops, in plain words
@@ -44,8 +44,8 @@ from urllib.parse import quote
 import httpx
 
 from surveysync.config import HttpSettings, PostmarkSettings
+from surveysync.model import RequestStatus
 from surveysync.providers.base import (
-    Outcome,
     OutgoingEmail,
     ProviderError,
     ProviderUnavailable,
@@ -113,7 +113,9 @@ class PostmarkProvider(HttpProvider):
             answer = answers[index] if index < len(answers) else None
             if answer is None:
                 results.append(
-                    SendResult(email_.request_id, "in_doubt", error="postmark gave no result")
+                    SendResult(
+                        email_.request_id, RequestStatus.IN_DOUBT, error="postmark gave no result"
+                    )
                 )
                 continue
             code, words = _code(answer), self.caller.scrub(str(answer.get("Message") or ""))
@@ -209,10 +211,12 @@ class PostmarkProvider(HttpProvider):
 
 def _result(request_id: str, code: int | None, words: str, message_id: Any) -> SendResult:
     if code is None:  # taken, perhaps: nothing says otherwise
-        return SendResult(request_id, "in_doubt", error=f"no ErrorCode in the result: {words}")
+        return SendResult(
+            request_id, RequestStatus.IN_DOUBT, error=f"no ErrorCode in the result: {words}"
+        )
     if code == 0:
-        return SendResult(request_id, "sent", str(message_id) if message_id else None)
-    status: Outcome = "deferred" if code in TEMPORARY_CODES else "rejected"
+        return SendResult(request_id, RequestStatus.SENT, str(message_id) if message_id else None)
+    status = RequestStatus.PENDING if code in TEMPORARY_CODES else RequestStatus.REJECTED
     return SendResult(request_id, status, error=f"ErrorCode {code}: {words}")
 
 

@@ -45,6 +45,7 @@ import httpx
 import structlog
 
 from surveysync.config import HttpSettings, ResendSettings
+from surveysync.model import RequestStatus
 from surveysync.providers.base import (
     OutgoingEmail,
     ProviderUnavailable,
@@ -115,9 +116,9 @@ class ResendProvider(HttpProvider):
             created = [None] * len(accepted)
         ids = dict(zip(accepted, created, strict=True))
         return [
-            SendResult(e.request_id, "sent", ids[i])
+            SendResult(e.request_id, RequestStatus.SENT, ids[i])
             if i in ids
-            else SendResult(e.request_id, "rejected", error=refused[i])
+            else SendResult(e.request_id, RequestStatus.REJECTED, error=refused[i])
             for i, e in enumerate(batch)
         ]
 

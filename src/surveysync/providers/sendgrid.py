@@ -48,6 +48,7 @@ from typing import Any
 import httpx
 
 from surveysync.config import HttpSettings, SendGridSettings
+from surveysync.model import RequestStatus
 from surveysync.providers.base import (
     OutgoingEmail,
     ProviderError,
@@ -114,7 +115,7 @@ class SendGridProvider(HttpProvider):
         self, batch: Sequence[OutgoingEmail], response: httpx.Response
     ) -> list[SendResult]:
         call_id = response.headers.get("x-message-id")
-        return [SendResult(e.request_id, "sent", call_id) for e in batch]
+        return [SendResult(e.request_id, RequestStatus.SENT, call_id) for e in batch]
 
     def build_check(self) -> httpx.Request:
         return self.client.build_request("GET", f"{self.base_url}/v3/scopes", headers=self._auth())

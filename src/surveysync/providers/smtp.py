@@ -18,9 +18,9 @@ nowhere else; only ``SendResult`` and ``ProviderUnavailable`` leave the module::
     ────────────────────────────────────────────  ────────────────  ───────────────────────
     5xx to MAIL, RCPT, DATA or to the content     _Refused          rejected (reply kept)
     the server lacks SMTPUTF8, the address needs  _Refused          rejected
-    4xx anywhere, still 4xx after the retries     _Refused (temp.)  deferred (reply kept)
+    4xx anywhere, still 4xx after the retries     _Refused (temp.)  pending (reply kept)
     connection lost before the content went out   _Lost             retried on a new
-                                                                    connection; deferred
+                                                                    connection; pending
                                                                     when out of tries
     connection lost once the content went out     _Lost (content)   in_doubt, never retried
     connecting, TLS or EHLO failed (retried)      _CannotConnect    ProviderUnavailable with
@@ -48,7 +48,8 @@ import structlog
 
 from surveysync.config import SmtpSecurity, SmtpSettings
 from surveysync.logging import SensitiveMasker
-from surveysync.providers.base import Outcome, OutgoingEmail, ProviderUnavailable, SendResult
+from surveysync.model import RequestStatus
+from surveysync.providers.base import OutgoingEmail, ProviderUnavailable, SendResult
 from surveysync.providers.pacing import Pacer
 from surveysync.render import SurveyEmail
 
@@ -173,7 +174,7 @@ class SmtpProvider:
         try:
             return self._deliver_with_retries(email, content)
         except _Refused as exc:
-            status: Outcome = "deferred" if exc.temporary else "rejected"
+            status = RequestStatus.PENDING if exc.temporary else RequestStatus.REJECTED
             log.warning(
                 "smtp.refused",
                 request_id=email.request_id,
@@ -217,20 +218,22 @@ class SmtpProvider:
             if _worth_retrying(exc):
                 log.info("smtp.retry", request_id=email.request_id, attempt=number, reason=str(exc))
             raise
-        return SendResult(email.request_id, "sent", provider_message_id=email.message.message_id)
+        return SendResult(
+            email.request_id, RequestStatus.SENT, provider_message_id=email.message.message_id
+        )
 
     def _lost_result(self, email: OutgoingEmail, exc: _Lost) -> SendResult:
         if exc.after_content:
             log.error("smtp.in_doubt", request_id=email.request_id, why=exc.why)
             return SendResult(
                 email.request_id,
-                "in_doubt",
+                RequestStatus.IN_DOUBT,
                 error=f"connection lost after the message was sent, before the server "
                 f"confirmed it ({exc.why}); not sent again",
             )
         return SendResult(
             email.request_id,
-            "deferred",
+            RequestStatus.PENDING,
             error=f"connection lost before the message was sent ({exc.why})",
         )
 

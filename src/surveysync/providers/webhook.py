@@ -30,7 +30,8 @@ from typing import Any
 import httpx
 
 from surveysync.config import HttpSettings, WebhookSettings
-from surveysync.providers.base import Outcome, OutgoingEmail, SendResult
+from surveysync.model import RequestStatus
+from surveysync.providers.base import OutgoingEmail, SendResult
 from surveysync.providers.http import HttpProvider
 
 SIGNATURE_HEADER = "X-Surveysync-Signature"
@@ -76,7 +77,9 @@ class WebhookProvider(HttpProvider):
         results = []
         for email_ in batch:
             answer = named.get(email_.request_id, {})
-            status: Outcome = "rejected" if answer.get("status") == "rejected" else "sent"
+            status = (
+                RequestStatus.REJECTED if answer.get("status") == "rejected" else RequestStatus.SENT
+            )
             error = self.caller.scrub(str(answer["error"])) if answer.get("error") else None
             results.append(SendResult(email_.request_id, status, answer.get("id"), error))
         return results

@@ -1,0 +1,66 @@
+"""The records every stage shares: a sale as the POS delivers it, and a request's status.
+
+Plain values only. This module imports nothing of surveysync and does no I/O, so ``rules``
+(pure), ``pos``, ``ledger``, ``providers`` and the reports can all speak of the same things
+without importing one another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+
+class SaleKind(StrEnum):
+    SALE = "sale"
+    RETURN = "return"
+    VOID = "void"
+
+
+@dataclass(frozen=True, slots=True)
+class Sale:
+    """One POS transaction, as the mapping delivers it; times are aware, in the store's zone."""
+
+    transaction_id: str
+    sale_at: datetime
+    finalized_at: datetime | None
+    customer_id: str | None
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    language: str | None
+    include_in_communications: bool
+    unsubscribed: bool
+    location_id: str | None
+    location_name: str | None
+    employee_name: str | None
+    total: Decimal | None
+    kind: SaleKind
+
+
+class RequestStatus(StrEnum):
+    """Where a survey request (or any email surveysync sends) stands. One word per state,
+    used alike by the ledger, the providers' results, the run summary and the reports.
+
+    ``pending -> sending -> sent | failed | rejected``; a request found in ``sending`` after
+    a crash becomes ``in_doubt`` unless its provider honours idempotency keys. A provider
+    that refuses a message for now (a 4xx that outlived its retries) answers ``pending``:
+    nothing left the building, and the next run sends it.
+    """
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    IN_DOUBT = "in_doubt"
+
+    @property
+    def settled(self) -> bool:
+        return self in SETTLED
+
+
+SETTLED = frozenset({RequestStatus.SENT, RequestStatus.FAILED, RequestStatus.REJECTED})
+UNSETTLED = (RequestStatus.PENDING, RequestStatus.SENDING, RequestStatus.IN_DOUBT)
