@@ -54,6 +54,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from surveysync.errors import first_line
 from surveysync.ledger.store import LedgerError
 
 __all__ = ["Holder", "InstanceLock", "LockHeld"]
@@ -372,7 +373,7 @@ class _AdvisoryBackend:
             other = None if taken else self._holder(conn)
         except SQLAlchemyError as exc:
             _close(engine, conn)
-            raise LedgerError(f"the ledger database failed: {_first_line(exc)}") from exc
+            raise LedgerError(f"the ledger database failed: {first_line(exc)}") from exc
         if not taken:
             _close(engine, conn)
             raise LockHeld(self.store, other)
@@ -428,9 +429,3 @@ def _close(engine: Engine, conn: Connection | None) -> None:
         with contextlib.suppress(SQLAlchemyError):
             conn.close()
     engine.dispose()
-
-
-def _first_line(exc: BaseException) -> str:
-    original = getattr(exc, "orig", None) or exc
-    line = str(original).strip()
-    return line.splitlines()[0][:300] if line else type(original).__name__

@@ -48,6 +48,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from surveysync.errors import first_line
 from surveysync.ledger import migrate
 from surveysync.ledger.keys import PersonKeys
 from surveysync.ledger.schema import (
@@ -174,7 +175,7 @@ class Ledger:
                 with self.engine.begin() as conn:
                     yield conn
         except SQLAlchemyError as exc:
-            raise LedgerError(f"the ledger database failed: {_first_line(exc)}") from exc
+            raise LedgerError(f"the ledger database failed: {first_line(exc)}") from exc
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -798,9 +799,3 @@ def _decision_row(
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), _IN_CHUNK):
         yield items[start : start + _IN_CHUNK]
-
-
-def _first_line(exc: BaseException) -> str:
-    original = getattr(exc, "orig", None) or exc
-    text = str(original).strip()
-    return text.splitlines()[0][:300] if text else type(original).__name__

@@ -17,6 +17,7 @@ from sqlalchemy import DateTime, Engine, Select, and_, bindparam, column, or_, s
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from surveysync.config import PosSettings, Preset
+from surveysync.errors import first_line
 from surveysync.model import Sale
 from surveysync.pos.engine import create_pos_engine
 from surveysync.pos.errors import PosError, PosMappingError, PosUnavailable
@@ -133,16 +134,7 @@ _MAPPING_HINTS = ("no such table", "no such column", "syntax error", "ambiguous 
 
 def _translate(exc: SQLAlchemyError) -> PosError:
     if isinstance(exc, ProgrammingError) or any(h in str(exc) for h in _MAPPING_HINTS):
-        return PosMappingError(f"the POS rejected the mapped query: {_first_line(exc)}")
+        return PosMappingError(f"the POS rejected the mapped query: {first_line(exc)}")
     if isinstance(exc, OperationalError | DBAPIError):
-        return PosUnavailable(f"the POS database is unavailable: {_first_line(exc)}")
-    return PosError(f"reading the POS failed: {_first_line(exc)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    original = getattr(exc, "orig", None) or exc
-    return (
-        str(original).strip().splitlines()[0][:300]
-        if str(original).strip()
-        else type(original).__name__
-    )
+        return PosUnavailable(f"the POS database is unavailable: {first_line(exc)}")
+    return PosError(f"reading the POS failed: {first_line(exc)}")
