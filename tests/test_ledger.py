@@ -316,13 +316,13 @@ def _candidate(ledger: Ledger, email: str, seen: str | None) -> Candidate:
 def test_two_processes_on_one_ledger_cannot_both_claim_a_person(store: Store) -> None:
     """Two ledgers that both read 'never asked' race for one person: exactly one wins."""
     first, second = Ledger.open(store.ledger_url, "north"), Ledger.open(store.ledger_url, "south")
-    run_a = first.start_run("sync", local(2026, 11, 20, 23), dry_run=False)
-    run_b = second.start_run("sync", local(2026, 11, 20, 23), dry_run=False)
+    run_a = first.runs.start("sync", local(2026, 11, 20, 23), dry_run=False)
+    run_b = second.runs.start("sync", local(2026, 11, 20, 23), dry_run=False)
 
-    won_a, _ = first.claim(
+    won_a, _ = first.claims.claim(
         run_a, [_candidate(first, "kim@example.com", None)], local(2026, 11, 20, 23)
     )
-    won_b, lost_b = second.claim(
+    won_b, lost_b = second.claims.claim(
         run_b, [_candidate(second, "kim@example.com", None)], local(2026, 11, 20, 23)
     )
     first.close()
@@ -351,10 +351,10 @@ def test_two_stores_claiming_the_same_people_at_once_ask_each_person_once(
     def claim_all(ledger: Ledger, order: list[str]) -> None:
         store_id = ledger.store
         try:
-            run = ledger.start_run("sync", local(2026, 11, 20, 23), dry_run=False)
+            run = ledger.runs.start("sync", local(2026, 11, 20, 23), dry_run=False)
             candidates = [_candidate(ledger, email, None) for email in order]
             barrier.wait(timeout=30)
-            claimed, _ = ledger.claim(run, candidates, local(2026, 11, 20, 23))
+            claimed, _ = ledger.claims.claim(run, candidates, local(2026, 11, 20, 23))
             won[store_id] = [c.email for c in claimed]
         except BaseException as exc:  # asserted on below, in the test's own thread
             errors.append(exc)

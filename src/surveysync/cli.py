@@ -22,7 +22,7 @@ from surveysync import heartbeat, links, providers
 from surveysync import logging as logs
 from surveysync.config import ConfigError, Settings, load_settings
 from surveysync.console import Output, day_list, local_time
-from surveysync.ledger import Ledger, LedgerError, mask_email, migrate, reports
+from surveysync.ledger import Ledger, LedgerError, mask_email, migrate, open_ledger, reports
 from surveysync.ledger.lock import InstanceLock
 from surveysync.pos import PosError, PosSource
 from surveysync.render import InvalidLink, Renderer, RenderError, SurveyEmail
@@ -86,13 +86,8 @@ def _now(settings: Settings) -> datetime:
 
 @contextmanager
 def _ledger(settings: Settings) -> Iterator[Ledger]:
-    secret = settings.ledger.hash_secret
     try:
-        ledger = Ledger.open(
-            settings.ledger.url.get_secret_value(),
-            settings.store.id,
-            secret.get_secret_value() if secret else None,
-        )
+        ledger = open_ledger(settings)
     except LedgerError as exc:
         raise RunFailed(str(exc)) from None
     try:
@@ -572,7 +567,7 @@ def suppress_add(
         return
     with _ledger(settings) as ledger:
         kind, key, display = _suppression_target(ledger, email, customer_id, transaction_id)
-        added = ledger.add_suppression(kind, key, display, "admin", reason, _now(settings))
+        added = ledger.suppressions.add(kind, key, display, "admin", reason, _now(settings))
     click.echo(f"{'suppressed' if added else 'already suppressed'}: {display}")
 
 
@@ -598,7 +593,7 @@ def suppress_remove(
     settings = _settings(ctx)
     with _ledger(settings) as ledger:
         kind, key, display = _suppression_target(ledger, email, customer_id, transaction_id)
-        removed = ledger.remove_suppression(kind, key)
+        removed = ledger.suppressions.remove(kind, key)
     if not removed:
         raise RunFailed(f"no suppression for {display}")
     click.echo(f"removed: {display}")
@@ -610,7 +605,7 @@ def suppress_list(ctx: click.Context) -> None:
     """List every suppression (emails shown masked)."""
     settings = _settings(ctx)
     with _ledger(settings) as ledger:
-        rows = reports.suppressions_list(ledger)
+        rows = ledger.suppressions.all()
     Output().table(
         "Suppressions",
         ["kind", "who", "source", "reason", "since"],

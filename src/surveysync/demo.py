@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 
 from surveysync.config import Settings
-from surveysync.ledger import Ledger, reports
+from surveysync.ledger import open_ledger, reports
 from surveysync.ledger.schema import decisions
 from surveysync.sync import ProgressHook, RunReport, SyncRequest, run_sync
 
@@ -366,7 +366,7 @@ def run_nights(settings: Settings, nights: list[datetime], progress: ProgressHoo
 
 
 def _final_decisions(settings: Settings) -> Counter[str]:
-    ledger = Ledger.open(settings.ledger.url.get_secret_value(), settings.store.id)
+    ledger = open_ledger(settings)
     try:
         decided = reports.reason_counts(ledger)
     finally:
@@ -398,9 +398,9 @@ def suppress_examples(settings: Settings, now: datetime) -> None:
         transaction_id, other = conn.scalars(eligible.limit(2)).all()
         customer = conn.scalar(select(t.customer_id).where(t.id == other))
     engine.dispose()
-    ledger = Ledger.open(settings.ledger.url.get_secret_value(), settings.store.id)
+    ledger = open_ledger(settings)
     try:
-        ledger.add_suppression(
+        ledger.suppressions.add(
             "transaction",
             ledger.keys.transaction(str(transaction_id)),
             f"transaction {transaction_id}",
@@ -408,7 +408,7 @@ def suppress_examples(settings: Settings, now: datetime) -> None:
             "warranty repair",
             now,
         )
-        ledger.add_suppression(
+        ledger.suppressions.add(
             "customer",
             ledger.keys.customer(str(customer)),
             f"customer {customer}",
@@ -422,7 +422,7 @@ def suppress_examples(settings: Settings, now: datetime) -> None:
 
 def interesting_customer(settings: Settings) -> str:
     """A customer with a request and a later sale in cooldown: the best `explain` example."""
-    ledger = Ledger.open(settings.ledger.url.get_secret_value(), settings.store.id)
+    ledger = open_ledger(settings)
     try:
         query = (
             select(decisions.c.customer_id)
@@ -431,7 +431,7 @@ def interesting_customer(settings: Settings) -> str:
             .order_by(func.count().desc())
             .limit(1)
         )
-        with ledger.transaction() as conn:
+        with ledger.reading() as conn:
             return str(conn.scalar(query) or "C0001")
     finally:
         ledger.close()

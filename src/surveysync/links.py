@@ -63,7 +63,7 @@ def unsubscribe_by_link(
     verified = verify_link(ledger, signer, link, now)
     request = verified.request
     kind = "email" if request.person_key.startswith("e:") else "customer"
-    added = ledger.add_suppression(
+    added = ledger.suppressions.add(
         kind, request.person_key, request.email_masked, source, "unsubscribe link", now
     )
     log.info(

@@ -39,17 +39,17 @@ import structlog
 from surveysync import providers as provider_registry
 from surveysync.config import Settings
 from surveysync.ledger import (
-    IN_DOUBT,
-    SENDING,
     Candidate,
     Claimable,
     CooldownRow,
+    DecisionRow,
     Ledger,
     LedgerError,
+    RequestFacts,
     Settlement,
-    SkipRow,
     mask_email,
     new_id,
+    open_ledger,
 )
 from surveysync.model import RequestStatus, Sale
 from surveysync.pos import PosError, PosSource, PosUnavailable, RowProblem
@@ -153,14 +153,8 @@ def run_sync(
 
 
 def _open_ledger(settings: Settings, dry_run: bool) -> Ledger:
-    secret = settings.ledger.hash_secret
     try:
-        return Ledger.open(
-            settings.ledger.url.get_secret_value(),
-            settings.store.id,
-            secret.get_secret_value() if secret else None,
-            dry_run=dry_run,
-        )
+        return open_ledger(settings, dry_run=dry_run)
     except LedgerError as exc:
         raise SyncError(str(exc)) from exc
 
@@ -246,7 +240,7 @@ class _Run:
     def _window(self) -> tuple[datetime, datetime]:
         if self.request.kind == "backfill" and self.request.since is not None:
             return backfill_bounds(self.request.since, self.request.until, self.now, self.tz)
-        bookmark = self.ledger.sync_bookmark()
+        bookmark = self.ledger.runs.sync_bookmark()
         start = sync_start(bookmark, self._first_start(), self.settings.sync.lookback_days)
         end = (self.request.cutoff or self.now).astimezone(self.tz)
         return min(start, end), end
@@ -262,8 +256,8 @@ class _Run:
 
     def execute(self) -> RunReport:
         report = self.report
-        report.run_id = self.ledger.start_run(report.kind, self.now, dry_run=report.dry_run)
-        self.ledger.set_run_window(report.run_id, report.window_start, report.window_end)
+        report.run_id = self.ledger.runs.start(report.kind, self.now, dry_run=report.dry_run)
+        self.ledger.runs.set_window(report.run_id, report.window_start, report.window_end)
         structlog.contextvars.bind_contextvars(run_id=report.run_id, store=self.settings.store.id)
         started = monotonic_clock.monotonic()
         log.info(
@@ -289,7 +283,7 @@ class _Run:
         finally:
             structlog.contextvars.unbind_contextvars("run_id", "store")
         report.status = "succeeded"
-        self.ledger.finish_run(report.run_id, self.now, report.status, dict(report.counts))
+        self.ledger.runs.finish(report.run_id, self.now, report.status, dict(report.counts))
         log.info(
             "run.finished",
             run_id=report.run_id,
@@ -314,7 +308,8 @@ class _Run:
             duration_s=round(monotonic_clock.monotonic() - started, 3),
         )
         try:
-            self.ledger.finish_run(report.run_id, self.now, "failed", dict(report.counts), str(exc))
+            counts = dict(report.counts)
+            self.ledger.runs.finish(report.run_id, self.now, "failed", counts, str(exc))
         except LedgerError:
             log.exception("run.not_recorded", run_id=report.run_id)
         error = SyncError(f"run {report.run_id} failed: {exc}", retryable=_retryable(exc))
@@ -324,7 +319,7 @@ class _Run:
     def _stopped(self, started: float) -> RunReport:
         report = self.report
         report.status = "stopped"
-        self.ledger.finish_run(report.run_id, self.now, "stopped", dict(report.counts))
+        self.ledger.runs.finish(report.run_id, self.now, "stopped", dict(report.counts))
         log.warning(
             "run.stopped",
             run_id=report.run_id,
@@ -355,7 +350,7 @@ class _Run:
         for batch in _batches(chosen, self.provider.max_batch_size):
             self._check_stop()
             self._claim_and_send(batch)
-        self.ledger.mark_covered(day.day, day.end, self.report.run_id)
+        self.ledger.runs.mark_covered(day.day, day.end, self.report.run_id)
         bisect.insort(self.report.days, day.day)
         self.progress("day", 1)
         log.info("day.covered", day=day.day.isoformat(), until=day.end.isoformat())
@@ -379,7 +374,7 @@ class _Run:
 
     def _decide(self, sales: list[Sale]) -> tuple[list[tuple[Sale, _Facts, Decision]], int]:
         """Decide the sales the ledger has no final decision for; (decisions, how many had)."""
-        final = self.ledger.final_decisions([s.transaction_id for s in sales])
+        final = self.ledger.decisions.final([s.transaction_id for s in sales])
         fresh = [s for s in sales if s.transaction_id not in final]
         facts = self._facts(fresh)
         decided = [
@@ -414,7 +409,7 @@ class _Run:
                 emails[sale.transaction_id] = email
             keys[sale.transaction_id] = self._person_keys(sale, email)
         tx_keys = [self.ledger.keys.transaction(s.transaction_id) for s in sales]
-        cooldowns, suppressed = self.ledger.known_about(
+        cooldowns, suppressed = self.ledger.claims.known_about(
             [k for ks in keys.values() for k in ks], tx_keys
         )
         return _Facts(emails=emails, keys=keys, cooldowns=cooldowns, suppressed=suppressed)
@@ -443,7 +438,7 @@ class _Run:
 
     def _record_skips(self, skips: Sequence[tuple[Sale, tuple[str, ...], SkipReason]]) -> None:
         rows = [
-            SkipRow(
+            DecisionRow(
                 sale.transaction_id,
                 sale.sale_at,
                 sale.customer_id,
@@ -453,14 +448,14 @@ class _Run:
             )
             for sale, keys, reason in skips
         ]
-        self.ledger.record_skips(self.report.run_id, rows, self.now)
+        self.ledger.decisions.record(self.report.run_id, rows, self.now)
         self.report.counts.update(str(reason) for _, _, reason in skips)
 
     # --- claim, render, send, settle -----------------------------------------------------
 
     def _claim_and_send(self, batch: Sequence[_Eligible]) -> None:
         candidates = [self._candidate(item) for item in batch]
-        won, lost = self.ledger.claim(self.report.run_id, candidates, self.now)
+        won, lost = self.ledger.claims.claim(self.report.run_id, candidates, self.now)
         self.report.counts["cooldown"] += len(lost)
         not_sent = self._deliver([Claimable(c.request_id, c.email, c.payload) for c in won])
         # A refused request gives its cooldown back, but the person's older sales in this
@@ -481,6 +476,12 @@ class _Run:
             email=sale.email.strip() if sale.email else item.email,
             email_masked=mask_email(item.email),
             payload=_payload(sale),
+            facts=RequestFacts(
+                location_name=sale.location_name,
+                employee_name=sale.employee_name,
+                locale=self.renderer.locale_for(sale.language),
+                first_name=sale.first_name,
+            ),
         )
 
     def _deliver(self, claimables: Sequence[Claimable], batch_key: str | None = None) -> set[str]:
@@ -494,7 +495,7 @@ class _Run:
             self._check_stop()  # what is claimed but not sent waits as pending
             key = batch_key or _batch_key([c.request_id for c in batch])
             outgoing, unrenderable = self._render(batch, key)
-            self.ledger.settle(unrenderable, self.now)
+            self.ledger.requests.settle(unrenderable, self.now)
             self.report.counts["failed"] += len(unrenderable)
             not_sent.update(s.request_id for s in unrenderable)
             if outgoing:
@@ -520,7 +521,7 @@ class _Run:
     def _send(self, outgoing: Sequence[OutgoingEmail]) -> set[str]:
         """One provider call, settled; returns the ids of the requests that did not go out."""
         ids = [o.request_id for o in outgoing]
-        self.ledger.mark_sending(ids, self.now, self.provider.name, outgoing[0].batch_key)
+        self.ledger.requests.mark_sending(ids, self.now, self.provider.name, outgoing[0].batch_key)
         try:
             results = self.provider.send(outgoing)
         except ProviderUnavailable as exc:
@@ -528,7 +529,7 @@ class _Run:
             # behind: back to pending, sent by the next run.
             self._settle(exc.results)
             settled = {r.request_id for r in exc.results}
-            self.ledger.settle(
+            self.ledger.requests.settle(
                 [
                     Settlement(rid, RequestStatus.PENDING, error="provider unavailable")
                     for rid in ids
@@ -548,8 +549,8 @@ class _Run:
             for r in results
             if r.status != "in_doubt"
         ]
-        self.ledger.settle(settlements, self.now)
-        self.ledger.mark_in_doubt(in_doubt)
+        self.ledger.requests.settle(settlements, self.now)
+        self.ledger.requests.mark_in_doubt(in_doubt)
         for result in results:
             self.report.counts[result.status] += 1
             if result.status != "sent":
@@ -564,26 +565,26 @@ class _Run:
         """A provider that gives no result for a request leaves it in doubt, shown in
         `status`, rather than in `sending` under a day marked covered."""
         if request_ids:
-            self.ledger.mark_in_doubt(sorted(request_ids))
+            self.ledger.requests.mark_in_doubt(sorted(request_ids))
             self.report.counts["in_doubt"] += len(request_ids)
             log.error("provider.result_missing", count=len(request_ids))
 
     def _resume_unsettled(self) -> None:
         """Finish what an earlier run left: pending requests, in-flight ones after a crash,
         and, when the operator chose ``sync.in_doubt = "resend"``, those held in doubt."""
-        in_flight = self._all_unsent(SENDING)
+        in_flight = self._all_unsent(RequestStatus.SENDING)
         resend = self.settings.sync.in_doubt.value == "resend"
         if in_flight and not (self.provider.honours_idempotency_key or resend):
-            self.ledger.mark_in_doubt([c.request_id for c in in_flight])
+            self.ledger.requests.mark_in_doubt([c.request_id for c in in_flight])
             self.report.counts["in_doubt"] += len(in_flight)
             log.warning("requests.in_doubt", count=len(in_flight), policy="skip")
             in_flight = []
         if resend and not self.request.dry_run:
-            doubtful = self._all_unsent(IN_DOUBT)
+            doubtful = self._all_unsent(RequestStatus.IN_DOUBT)
             if doubtful:
                 log.warning("requests.resending_in_doubt", count=len(doubtful), policy="resend")
             in_flight += doubtful
-        pending = self._all_unsent("pending")
+        pending = self._all_unsent(RequestStatus.PENDING)
         if in_flight or pending:
             log.info("requests.resumed", in_flight=len(in_flight), pending=len(pending))
         # A call left in flight is repeated as it was, so its idempotency key still matches.
@@ -592,8 +593,8 @@ class _Run:
         if pending:
             self._deliver(pending)
 
-    def _all_unsent(self, status: str) -> list[Claimable]:
-        return self.ledger.unsent(status, limit=1_000_000)
+    def _all_unsent(self, status: RequestStatus) -> list[Claimable]:
+        return self.ledger.requests.unsent(status, limit=1_000_000)
 
     def _sync_suppressions(self) -> None:
         """Pull the provider's suppression list into the ledger, so an unsubscribe made
@@ -603,7 +604,7 @@ class _Run:
             return
         cursor_name = f"suppression_cursor:{self.provider.name}:{self.settings.store.id}"
         try:
-            found, cursor = provider.fetch_suppressions(self.ledger.install_value(cursor_name))
+            found, cursor = provider.fetch_suppressions(self.ledger.install.get(cursor_name))
         except ProviderError as exc:
             log.warning("suppressions.sync_failed", provider=self.provider.name, error=str(exc))
             return
@@ -611,9 +612,9 @@ class _Run:
         for item in found:
             if (address := _normalized(item.email)) is not None:
                 rows.append((self.ledger.keys.email(address), mask_email(address), item.reason))
-        added = self.ledger.add_suppressions(rows, "provider", self.now)
+        added = self.ledger.suppressions.add_emails(rows, "provider", self.now)
         if cursor is not None:
-            self.ledger.set_install_value(cursor_name, cursor)
+            self.ledger.install.set(cursor_name, cursor)
         log.info(
             "suppressions.synced", provider=self.provider.name, fetched=len(found), added=added
         )

@@ -55,7 +55,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from surveysync.errors import first_line
-from surveysync.ledger.store import LedgerError
+from surveysync.ledger.db import LedgerError
 
 __all__ = ["Holder", "InstanceLock", "LockHeld"]
 

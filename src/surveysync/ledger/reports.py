@@ -85,7 +85,7 @@ def status(ledger: Ledger, now: datetime, tz: ZoneInfo, days: int = 14) -> Statu
         store=ledger.store,
         runs=recent,
         last_success=_last_success(ledger),
-        covered_until=ledger.covered_end(),
+        covered_until=ledger.runs.covered_end(),
         covered_days=covered,
         missed_days=_missed(covered, since, now.astimezone(tz).date(), ledger),
         reasons=reason_counts(ledger),
@@ -101,7 +101,7 @@ def _recent_runs(ledger: Ledger, limit: int) -> list[RunRow]:
         .order_by(runs.c.started_at.desc())
         .limit(limit)
     )
-    with ledger.transaction() as conn:
+    with ledger.reading() as conn:
         return [_run_row(row) for row in conn.execute(query).mappings()]
 
 
@@ -114,7 +114,7 @@ def _last_success(ledger: Ledger) -> RunRow | None:
         .order_by(runs.c.started_at.desc())
         .limit(1)
     )
-    with ledger.transaction() as conn:
+    with ledger.reading() as conn:
         row = conn.execute(query).mappings().first()
     return _run_row(row) if row else None
 
@@ -125,13 +125,13 @@ def _covered_days(ledger: Ledger, since: date) -> list[date]:
         .where(coverage.c.store == ledger.store, coverage.c.day >= since)
         .order_by(coverage.c.day)
     )
-    with ledger.transaction() as conn:
+    with ledger.reading() as conn:
         return list(conn.scalars(query))
 
 
 def _missed(covered: list[date], since: date, today: date, ledger: Ledger) -> list[date]:
     """Days before today, after the store's first covered day, that no run has covered."""
-    with ledger.transaction() as conn:
+    with ledger.reading() as conn:
         first = conn.scalar(
             select(func.min(coverage.c.day)).where(coverage.c.store == ledger.store)
         )
@@ -153,7 +153,7 @@ def reason_counts(ledger: Ledger) -> Counter[str]:
         .where(decisions.c.store == ledger.store)
         .group_by(decisions.c.reason)
     )
-    with ledger.transaction() as conn:
+    with ledger.reading() as conn:
         return Counter({(reason or "requested"): count for reason, count in conn.execute(query)})
 
 
@@ -163,7 +163,7 @@ def _request_counts(ledger: Ledger) -> Counter[str]:
         .where(requests.c.store == ledger.store)
         .group_by(requests.c.status)
     )
-    with ledger.transaction() as conn:
+    with ledger.reading() as conn:
         return Counter({status: count for status, count in conn.execute(query)})
 
 
@@ -180,7 +180,7 @@ def _unsettled(ledger: Ledger, limit: int = 50) -> list[UnsettledRow]:
         .order_by(requests.c.created_at)
         .limit(limit)
     )
-    with ledger.transaction() as conn:
+    with ledger.reading() as conn:
         return [UnsettledRow(*row) for row in conn.execute(query)]
 
 
@@ -212,7 +212,7 @@ def find_request(ledger: Ledger, request_id: str) -> RequestRow | None:
         requests.c.created_at,
         requests.c.settled_at,
     ).where(requests.c.id == request_id)
-    with ledger.transaction() as conn:
+    with ledger.reading() as conn:
         row = conn.execute(query).first()
     return RequestRow(*row) if row else None
 
@@ -256,7 +256,7 @@ def explain(
 ) -> ExplainResult:
     """Every recorded decision for one person (by email or customer id) or one transaction."""
     condition, subject, person_keys = _subject(ledger, email, customer_id, transaction_id)
-    with ledger.transaction() as conn:
+    with ledger.reading() as conn:
         found = (
             conn.execute(
                 select(decisions, requests.c.status.label("request_status"))
@@ -283,7 +283,7 @@ def explain(
         )
         for row in found
     ]
-    return ExplainResult(subject, rows, ledger.covered_end(), suppressed)
+    return ExplainResult(subject, rows, ledger.runs.covered_end(), suppressed)
 
 
 def _subject(
@@ -312,7 +312,7 @@ def _row_keys(ledger: Ledger, row: Any) -> set[str]:
 def _suppression_sources(ledger: Ledger, keys: set[str]) -> list[str]:
     if not keys:
         return []
-    with ledger.transaction() as conn:
+    with ledger.reading() as conn:
         found = conn.execute(
             select(suppressions.c.kind, suppressions.c.source, suppressions.c.display).where(
                 suppressions.c.key.in_(sorted(keys))
@@ -326,7 +326,7 @@ def _next_eligible(
 ) -> datetime | None:
     if not keys:
         return None
-    with ledger.transaction() as conn:
+    with ledger.reading() as conn:
         last = conn.scalar(
             select(func.max(cooldowns.c.last_request_at)).where(
                 cooldowns.c.person_key.in_(sorted(keys))
@@ -336,12 +336,6 @@ def _next_eligible(
         return None
     eligible = next_eligible_at(last, months, tz)
     return eligible if eligible > now else None
-
-
-def suppressions_list(ledger: Ledger) -> list[dict[str, Any]]:
-    with ledger.transaction() as conn:
-        rows = conn.execute(select(suppressions).order_by(suppressions.c.created_at)).mappings()
-        return [dict(row) for row in rows]
 
 
 def _run_row(row: Any) -> RunRow:

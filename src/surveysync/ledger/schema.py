@@ -128,8 +128,17 @@ requests = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("sending_at", UtcDateTime),
     Column("settled_at", UtcDateTime),
+    # What reports, alerts and follow-ups need after the request is settled (never the
+    # address): the sale it asks about, where and by whom, and the language it was asked in.
+    Column("sale_at", UtcDateTime),
+    Column("location_id", String(128)),
+    Column("location_name", Text),
+    Column("employee_name", Text),
+    Column("locale", String(16)),
+    Column("first_name", Text),  # for the store manager's alert; never the address
     Index(None, "store", "status"),
     Index(None, "person_key"),
+    Index(None, "store", "settled_at"),
 )
 
 cooldowns = Table(
@@ -155,4 +164,63 @@ suppressions = Table(
     Column("reason", Text),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("kind", "key"),
+)
+
+
+# --- the answer side: what the survey page hears -------------------------------------------
+
+responses = Table(
+    "responses",
+    metadata,
+    # One answer per survey request; a changed score or comment updates it.
+    Column("request_id", String(32), ForeignKey("requests.id"), primary_key=True),
+    Column("store", String(64), nullable=False),
+    Column("score", Integer),
+    Column("comment", Text),
+    # provisional (a click inside its settle window) | clicked (a lone click that settled) |
+    # confirmed (the form was sent) | scanner (a link scanner's pass: never counted)
+    Column("status", String(16), nullable=False),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("settle_due_at", UtcDateTime),  # while provisional
+    Column("answered_at", UtcDateTime),  # when it became counted (clicked or confirmed)
+    Index(None, "store", "answered_at"),
+    Index(None, "status", "settle_due_at"),
+)
+
+clicks = Table(
+    "clicks",
+    metadata,
+    # Every visit a link produced, kept with its time, so a report can show what was
+    # counted and why (a scanner's pass included).
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(32), ForeignKey("requests.id"), nullable=False),
+    Column("store", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # score | form | review | unsubscribe
+    Column("score", Integer),
+    Column("at", UtcDateTime, nullable=False),
+    Column("client", String(64)),  # keyed hash of address and user agent; never the IP
+    Column("outcome", String(16)),  # what the visit did (provisional, confirmed, scanner...)
+    Index(None, "request_id", "at"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    # An email to the store manager: one per detractor answer, or one digest per day.
+    Column("id", String(32), primary_key=True),
+    Column("store", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # detractor | digest
+    Column("request_id", String(32), ForeignKey("requests.id")),  # detractor
+    Column("day", Date),  # digest
+    Column("status", String(16), nullable=False),  # RequestStatus words
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sending_at", UtcDateTime),
+    Column("settled_at", UtcDateTime),
+    Column("provider_message_id", String(255)),
+    Column("error", Text),
+    UniqueConstraint("kind", "request_id"),
+    UniqueConstraint("store", "kind", "day"),
+    Index(None, "store", "status"),
 )

@@ -1,0 +1,137 @@
+"""Survey requests on their way out: pending -> sending -> sent | failed | rejected, or
+in_doubt after a crash.
+
+``sending`` is committed before a provider is called, with the call's batch key, so that
+after a crash we know what was in flight and in which call. Settling forgets the address
+(and the render data) of every request that is done, and gives back the cooldown of one
+that never reached the person.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+
+from surveysync.ledger.claims import release
+from surveysync.ledger.db import LedgerDb
+from surveysync.ledger.schema import requests
+from surveysync.model import RequestStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    request_id: str
+    status: RequestStatus  # sent | failed | rejected | pending (nothing left the building)
+    provider_message_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimable:
+    """A request waiting to be sent: what render and the provider need."""
+
+    request_id: str
+    email: str
+    payload: dict[str, Any]
+    batch_key: str | None = None  # set while in flight: the provider call it went out in
+    sending_at: datetime | None = None  # when that call was made
+
+
+class Requests:
+    def __init__(self, db: LedgerDb, store: str) -> None:
+        self._db = db
+        self._store = store
+
+    def unsent(self, status: RequestStatus, limit: int) -> list[Claimable]:
+        """Requests of this store in ``status`` (pending, or sending after a crash)."""
+        query = (
+            select(
+                requests.c.id,
+                requests.c.email,
+                requests.c.payload,
+                requests.c.batch_key,
+                requests.c.sending_at,
+            )
+            .where(requests.c.store == self._store, requests.c.status == status)
+            .order_by(requests.c.created_at, requests.c.id)
+            .limit(limit)
+        )
+        with self._db.reading() as conn:
+            return [
+                Claimable(
+                    row.id,
+                    row.email,
+                    json.loads(row.payload or "{}"),
+                    row.batch_key,
+                    row.sending_at,
+                )
+                for row in conn.execute(query)
+            ]
+
+    def mark_sending(
+        self, request_ids: Sequence[str], now: datetime, provider: str, batch_key: str
+    ) -> None:
+        """Committed before the provider is called: after a crash we know what was in flight,
+        and in which call, so that the call can be repeated whole under its key."""
+        values = {
+            "status": RequestStatus.SENDING,
+            "sending_at": now,
+            "provider": provider,
+            "batch_key": batch_key,
+        }
+        with self._db.transaction() as conn:
+            conn.execute(
+                update(requests).where(requests.c.id == bindparam("rid")).values(**values),
+                [{"rid": rid} for rid in request_ids],
+            )
+
+    def mark_in_doubt(self, request_ids: Sequence[str]) -> None:
+        if not request_ids:
+            return
+        with self._db.transaction() as conn:
+            conn.execute(
+                update(requests)
+                .where(
+                    requests.c.id == bindparam("rid"), requests.c.status == RequestStatus.SENDING
+                )
+                .values(status=RequestStatus.IN_DOUBT),
+                [{"rid": rid} for rid in request_ids],
+            )
+
+    def settle(self, settlements: Sequence[Settlement], now: datetime) -> None:
+        """Record outcomes; forget the address of every settled request; free failed claims."""
+        if not settlements:
+            return
+        with self._db.transaction() as conn:
+            for status in {s.status for s in settlements}:
+                group = [s for s in settlements if s.status == status]
+                conn.execute(_settle_statement(status, now), [_settle_params(s) for s in group])
+            refused = (RequestStatus.FAILED, RequestStatus.REJECTED)
+            release(conn, [s.request_id for s in settlements if s.status in refused])
+
+
+def _settle_params(settlement: Settlement) -> dict[str, Any]:
+    error = settlement.error or None
+    return {
+        "rid": settlement.request_id,
+        "mid": settlement.provider_message_id,
+        "err": error and error[:2000],
+    }
+
+
+def _settle_statement(status: RequestStatus, now: datetime) -> Any:
+    values: dict[str, Any] = {"status": status, "error": bindparam("err")}
+    if status == RequestStatus.PENDING:  # nothing was sent: back in the queue, address kept
+        return update(requests).where(requests.c.id == bindparam("rid")).values(**values)
+    values |= {
+        "settled_at": now,
+        "provider_message_id": bindparam("mid"),
+        "email": None,
+        "payload": None,
+    }
+    return update(requests).where(requests.c.id == bindparam("rid")).values(**values)

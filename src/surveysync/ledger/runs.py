@@ -1,0 +1,106 @@
+"""Runs and coverage: which run read which window, how it ended, and which business days
+are decided and settled. The bookmark the next sync starts from is derived here.
+
+A day is marked covered only by a run that decided every sale in it and settled every
+request; coverage never moves backwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import date, datetime
+
+from sqlalchemy import func, insert, select, update
+
+from surveysync.ledger.db import LedgerDb, dialect_insert, later, new_id
+from surveysync.ledger.schema import coverage, runs
+
+
+class Runs:
+    def __init__(self, db: LedgerDb, store: str) -> None:
+        self._db = db
+        self._store = store
+
+    def start(self, kind: str, now: datetime, *, dry_run: bool) -> str:
+        run_id = new_id()
+        with self._db.transaction() as conn:
+            conn.execute(
+                insert(runs).values(
+                    id=run_id,
+                    store=self._store,
+                    kind=kind,
+                    status="running",
+                    dry_run=dry_run,
+                    started_at=now,
+                    pid=os.getpid(),
+                    host=socket.gethostname()[:255],
+                )
+            )
+        return run_id
+
+    def set_window(self, run_id: str, start: datetime, end: datetime) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(
+                update(runs).where(runs.c.id == run_id).values(window_start=start, window_end=end)
+            )
+
+    def finish(
+        self,
+        run_id: str,
+        now: datetime,
+        status: str,
+        counts: dict[str, int],
+        error: str | None = None,
+    ) -> None:
+        values = {
+            "status": status,
+            "finished_at": now,
+            "counts": json.dumps(counts, sort_keys=True),
+            "error": error,
+        }
+        with self._db.transaction() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+    def covered_end(self) -> datetime | None:
+        """The latest moment any run (backfill included) has decided and settled up to."""
+        with self._db.reading() as conn:
+            end: datetime | None = conn.scalar(
+                select(func.max(coverage.c.covered_until)).where(coverage.c.store == self._store)
+            )
+        return end
+
+    def sync_bookmark(self) -> datetime | None:
+        """Where the next sync picks up: the cutoff of the latest successful sync run.
+
+        A successful sync started at (or, with its look-back, before) the bookmark it found,
+        so everything up to its cutoff is covered. A failed run moves nothing, even for the
+        days it finished (the next run reads them again; their decisions stand), and a
+        backfill moves nothing, so that one reaching the present after a gap cannot make the
+        next sync jump over that gap.
+        """
+        query = select(func.max(runs.c.window_end)).where(
+            runs.c.store == self._store,
+            runs.c.kind != "backfill",
+            runs.c.status == "succeeded",
+            runs.c.dry_run.is_(False),
+        )
+        with self._db.reading() as conn:
+            end: datetime | None = conn.scalar(query)
+        return end
+
+    def mark_covered(self, day: date, until: datetime, run_id: str) -> None:
+        """Record that ``day`` is decided and settled up to ``until``; never moves backwards."""
+        row = {"store": self._store, "day": day, "covered_until": until, "run_id": run_id}
+        with self._db.transaction() as conn:
+            statement = dialect_insert(conn)(coverage).values(**row)
+            new = statement.excluded
+            statement = statement.on_conflict_do_update(
+                index_elements=["store", "day"],
+                set_={
+                    "covered_until": later(new.covered_until, coverage.c.covered_until),
+                    "run_id": new.run_id,
+                },
+            )
+            conn.execute(statement)

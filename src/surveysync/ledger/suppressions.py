@@ -1,0 +1,95 @@
+"""Suppressions: people never to ask (by email key or customer key) and transactions never to
+ask about. Shared by every store on the ledger: one unsubscribe holds everywhere.
+
+Keys carry their kind in their prefix (``e:``, ``c:``, ``t:``); only the masked address is
+kept for display, never the address itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from surveysync.ledger.db import LedgerDb, chunks, upsert
+from surveysync.ledger.schema import suppressions
+
+SUPPRESSION_KINDS = ("email", "customer", "transaction")
+
+
+def suppressed_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
+    """Which of these keys are suppressed, within the caller's transaction."""
+    found: set[str] = set()
+    for part in chunks(keys):
+        query = select(suppressions.c.key).where(
+            suppressions.c.kind.in_(SUPPRESSION_KINDS), suppressions.c.key.in_(part)
+        )
+        found.update(conn.scalars(query))
+    return found
+
+
+class Suppressions:
+    def __init__(self, db: LedgerDb) -> None:
+        self._db = db
+
+    def add(
+        self, kind: str, key: str, display: str, source: str, reason: str | None, now: datetime
+    ) -> bool:
+        """True when new; adding one that exists changes nothing."""
+        row = {
+            "kind": kind,
+            "key": key,
+            "display": display,
+            "source": source,
+            "reason": reason,
+            "created_at": now,
+        }
+        with self._db.transaction() as conn:
+            result = conn.execute(upsert(conn, suppressions, ["kind", "key"], row, update=False))
+            return bool(result.rowcount)
+
+    def add_emails(
+        self, rows: Sequence[tuple[str, str, str | None]], source: str, now: datetime
+    ) -> int:
+        """Email suppressions (key, masked display, reason) in bulk; returns how many are new."""
+        if not rows:
+            return 0
+        with self._db.transaction() as conn:
+            known = suppressed_keys(conn, [key for key, _, _ in rows])
+            fresh = {key: (display, reason) for key, display, reason in rows if key not in known}
+            if fresh:
+                conn.execute(
+                    insert(suppressions),
+                    [
+                        _email_row(key, display, source, reason, now)
+                        for key, (display, reason) in fresh.items()
+                    ],
+                )
+            return len(fresh)
+
+    def remove(self, kind: str, key: str) -> bool:
+        with self._db.transaction() as conn:
+            result = conn.execute(
+                delete(suppressions).where(suppressions.c.kind == kind, suppressions.c.key == key)
+            )
+            return bool(result.rowcount)
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._db.reading() as conn:
+            rows = conn.execute(select(suppressions).order_by(suppressions.c.created_at))
+            return [dict(row) for row in rows.mappings()]
+
+
+def _email_row(
+    key: str, display: str, source: str, reason: str | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "kind": "email",
+        "key": key,
+        "display": display,
+        "source": source,
+        "reason": reason and reason[:200],
+        "created_at": now,
+    }
