@@ -1,4 +1,4 @@
-"""The POS source: read-only by construction, mapped columns, time zones, keyed chunks."""
+"""The SQL POS source: read-only by construction, mapped columns, time zones, keyed chunks."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects import mssql
 
-from surveysync.config import PosSettings, Preset, Timestamps
+from surveysync.config import Preset, SqlPosSettings, Timestamps
 from surveysync.demo import new_pos
 from surveysync.pos import (
     PosMappingError,
-    PosSource,
     ReadOnlyViolation,
+    SqlSource,
     assert_read_only,
     create_pos_engine,
 )
-from surveysync.pos.source import chunk_statement, mapped_subquery
+from surveysync.pos.sql.source import chunk_statement, mapped_subquery
 from tests.conftest import TZ, Store, local
 
 
@@ -107,8 +107,8 @@ def test_a_custom_query_maps_another_schema(tmp_path: Path) -> None:
                       0 AS unsubscribed, '1' AS location_id, 'Winkel' AS location_name,
                       NULL AS employee_name, bedrag AS total, 'sale' AS kind
                FROM bon WHERE gesloten > :start AND gesloten <= :end"""
-    settings = PosSettings(url=f"sqlite:///{path}", mapping=Preset.CUSTOM, query=query)
-    source = PosSource(settings, TZ)
+    settings = SqlPosSettings(url=f"sqlite:///{path}", mapping=Preset.CUSTOM, query=query)
+    source = SqlSource(settings, TZ)
     source.check_columns()
     (chunk,) = list(source.sales(local(2026, 11, 20, 0), local(2026, 11, 20, 23)))
     source.close()
@@ -125,8 +125,8 @@ def test_utc_timestamps_are_converted_to_the_store_zone_once(tmp_path: Path) -> 
     writer.customer("C1", "Kim", "Jansen", "kim@example.com")
     writer.sale("C1", datetime(2026, 11, 20, 23, 30))  # 00:30 on the 21st in Amsterdam
     writer.flush()
-    settings = PosSettings(url=f"sqlite:///{tmp_path / 'pos.sqlite'}", timestamps=Timestamps.UTC)
-    source = PosSource(settings, TZ)
+    settings = SqlPosSettings(url=f"sqlite:///{tmp_path / 'pos.sqlite'}", timestamps=Timestamps.UTC)
+    source = SqlSource(settings, TZ)
 
     assert list(source.sales(local(2026, 11, 20, 0), local(2026, 11, 21, 0))) == []
     (chunk,) = list(source.sales(local(2026, 11, 21, 0), local(2026, 11, 22, 0)))
@@ -142,7 +142,7 @@ def test_sales_stream_in_keyed_chunks_in_time_order(store: Store) -> None:
         store.pos.sale("C1", datetime(2026, 11, 20, 8 + n // 600, (n // 10) % 60))
     store.extra["pos"] = {"chunk_size": "500"}
     settings = store.settings()
-    source = PosSource(settings.pos, TZ)
+    source = SqlSource(settings.pos, TZ)
     chunks = list(source.sales(local(2026, 11, 20, 0), local(2026, 11, 21, 0)))
     source.close()
 
@@ -155,12 +155,12 @@ def test_sales_stream_in_keyed_chunks_in_time_order(store: Store) -> None:
 def test_a_mapping_query_that_does_not_parse_is_a_mapping_error(tmp_path: Path) -> None:
     """SQL naming a table the POS lacks is reported as a mapping problem, not an outage."""
     path = _pos_file(tmp_path)
-    settings = PosSettings(
+    settings = SqlPosSettings(
         url=f"sqlite:///{path}",
         mapping=Preset.CUSTOM,
         query="SELECT * FROM bons WHERE x > :start AND x <= :end",
     )
-    source = PosSource(settings, TZ)
+    source = SqlSource(settings, TZ)
     with pytest.raises(PosMappingError, match="no such table: bons"):
         source.check_columns()
     source.close()
@@ -168,7 +168,7 @@ def test_a_mapping_query_that_does_not_parse_is_a_mapping_error(tmp_path: Path) 
 
 def test_the_chunk_query_compiles_for_sql_server() -> None:
     """The keyed-chunk read renders as T-SQL (TOP/ORDER BY) for SQL Server POS databases."""
-    statement = chunk_statement(mapped_subquery(PosSettings()), 500, (datetime(2026, 11, 20), 5))
+    statement = chunk_statement(mapped_subquery(SqlPosSettings()), 500, (datetime(2026, 11, 20), 5))
     sql = str(statement.compile(dialect=mssql.dialect()))
     assert sql.startswith("SELECT TOP ")
     assert "LIMIT" not in sql

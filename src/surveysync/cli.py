@@ -18,13 +18,12 @@ from typing import Any
 
 import click
 
-from surveysync import heartbeat, links, providers
+from surveysync import heartbeat, links, pos, providers
 from surveysync import logging as logs
 from surveysync.config import ConfigError, Settings, load_settings
 from surveysync.console import Output, day_list, local_time
 from surveysync.ledger import Ledger, LedgerError, mask_email, migrate, open_ledger, reports
 from surveysync.ledger.lock import InstanceLock
-from surveysync.pos import PosError, PosSource
 from surveysync.render import InvalidLink, Renderer, RenderError, SurveyEmail
 from surveysync.rules import REASON_TEXT, InvalidEmail, SkipReason, normalize_email
 from surveysync.scheduler import Daemon, next_fire
@@ -138,22 +137,10 @@ def check(ctx: click.Context) -> None:
 
 
 def _check_pos(settings: Settings, out: Output) -> bool:
-    try:
-        source = PosSource(settings.pos, settings.store.tz)
-    except PosError as exc:
-        out.line(f"pos       failed  {exc}")
-        return False
-    try:
-        source.check_reachable()
-        out.line("pos       ok      reachable, read-only")
-        source.check_columns()
-        out.line(f"mapping   ok      {settings.pos.mapping.value}: every required column present")
-        return True
-    except PosError as exc:
-        out.line(f"{'pos' if 'unavailable' in str(exc) else 'mapping':<9} failed  {exc}")
-        return False
-    finally:
-        source.close()
+    results = pos.check(settings.pos, settings.store.tz)
+    for result in results:
+        out.line(f"{result.name:<9} {'ok' if result.ok else 'failed':<7} {result.detail}")
+    return all(result.ok for result in results)
 
 
 def _check_ledger(settings: Settings, out: Output) -> bool:

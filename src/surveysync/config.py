@@ -16,19 +16,23 @@ import zoneinfo
 from datetime import datetime, time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Literal, TypeGuard, Union, get_args, get_origin
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -107,7 +111,10 @@ class Preset(StrEnum):
     CUSTOM = "custom"
 
 
-class PosSettings(Section):
+class SqlPosSettings(Section):
+    """``kind = "sql"`` (the default): the POS database, read through a mapping query."""
+
+    kind: Literal["sql"] = "sql"
     url: SecretStr = SecretStr("sqlite:///surveysync-demo/pos.sqlite")
     url_file: Path | None = None
     mapping: Preset = Preset.ASCEND
@@ -118,7 +125,7 @@ class PosSettings(Section):
     chunk_size: Annotated[int, Field(ge=100, le=100_000)] = 5_000
 
     @model_validator(mode="after")
-    def _resolve(self) -> PosSettings:
+    def _resolve(self) -> SqlPosSettings:
         _load_secret_files(self, "url")
         if self.mapping is Preset.CUSTOM and not (self.query and self.query.strip()):
             raise ValueError("mapping = 'custom' needs pos.query (SQL with :start and :end)")
@@ -127,6 +134,20 @@ class PosSettings(Section):
         if self.query and not (":start" in self.query and ":end" in self.query):
             raise ValueError("pos.query must use both bound parameters :start and :end")
         return self
+
+
+def _pos_kind(value: Any) -> Any:
+    """The kind of a [pos] table; "sql" when it names none, so that every config written
+    before there were kinds still loads."""
+    if isinstance(value, dict):
+        return value.get("kind", "sql")
+    return getattr(value, "kind", "sql")
+
+
+# Where the sales come from, picked by ``pos.kind``. Another source adds its settings class
+# here (``| Annotated[HttpPosSettings, Tag("http")]``, the tag being its ``kind``), and its
+# module and its line in ``surveysync.pos.create`` there.
+PosSettings = Annotated[Annotated[SqlPosSettings, Tag("sql")], Discriminator(_pos_kind)]
 
 
 class LedgerSettings(Section):
@@ -445,7 +466,7 @@ class Settings(BaseSettings):
     _toml_path: ClassVar[Path | None] = None
 
     store: StoreSettings = StoreSettings()
-    pos: PosSettings = PosSettings()
+    pos: PosSettings = SqlPosSettings()
     ledger: LedgerSettings = LedgerSettings()
     rules: RuleSettings = RuleSettings()
     sync: SyncSettings = SyncSettings()
@@ -528,26 +549,63 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
 
 
 def _describe_one(error: Any) -> str:
-    loc = [str(part) for part in error["loc"]]
+    loc, section = _locate([str(part) for part in error["loc"]])
     key = ".".join(loc) or "(top level)"
     value = error.get("input")
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown setting{_allowed_keys_hint(loc)}"
+        return f"{key}: unknown setting{_allowed_keys_hint(loc[-1], section)}"
+    if error["type"] == "union_tag_invalid":
+        tag, allowed = error["ctx"]["tag"], error["ctx"]["expected_tags"]
+        return f"{key}.kind = {tag!r}: unknown kind (allowed: {allowed})"
     shown = "" if isinstance(value, dict) else f" = {_redacted(key, value)!r}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{key}{shown}: {message}"
 
 
-def _allowed_keys_hint(loc: list[str]) -> str:
-    model: type[BaseModel] = Settings
-    for part in loc[:-1]:
-        field = model.model_fields.get(part)
+def _locate(loc: list[str]) -> tuple[list[str], type[BaseModel] | None]:
+    """pydantic's error path as the key an operator writes (the tag pydantic puts after a
+    kind-keyed table such as [pos] left out), and the section that holds its last part."""
+    key: list[str] = []
+    holder: type[BaseModel] | None = None
+    section: type[BaseModel] | None = Settings
+    tags: dict[str, type[BaseModel]] = {}
+    for part in loc:
+        if part in tags:
+            section, tags = tags[part], {}
+            continue
+        key.append(part)
+        holder = section
+        field = section.model_fields.get(part) if section else None
         annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return ""
-        model = annotation
-    allowed = sorted(model.model_fields)
-    near = difflib.get_close_matches(loc[-1], allowed, n=1)
+        section = annotation if _is_section(annotation) else None
+        tags = _sections_by_kind(field)
+    return key, holder
+
+
+def _is_section(annotation: Any) -> TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _sections_by_kind(field: FieldInfo | None) -> dict[str, type[BaseModel]]:
+    """The sections a kind-keyed table (one with a ``Discriminator``) may be, by their
+    ``kind``, which is the tag pydantic names them by; {} for any other field."""
+    if field is None or not any(isinstance(m, Discriminator) for m in field.metadata):
+        return {}
+    annotation = field.annotation
+    members = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    members = tuple(get_args(m)[0] if get_origin(m) is Annotated else m for m in members)
+    return {
+        str(m.model_fields["kind"].default): m
+        for m in members or (annotation,)
+        if _is_section(m) and "kind" in m.model_fields
+    }
+
+
+def _allowed_keys_hint(name: str, section: type[BaseModel] | None) -> str:
+    if section is None:
+        return ""
+    allowed = sorted(section.model_fields)
+    near = difflib.get_close_matches(name, allowed, n=1)
     suggestion = f"; did you mean {near[0]!r}?" if near else ""
     return f"{suggestion} (allowed: {', '.join(allowed)})"
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import structlog
 
+from surveysync import pos as pos_registry
 from surveysync import providers as provider_registry
 from surveysync.config import Settings
 from surveysync.ledger import (
@@ -52,7 +53,7 @@ from surveysync.ledger import (
     open_ledger,
 )
 from surveysync.model import RequestStatus, Sale
-from surveysync.pos import PosError, PosSource, PosUnavailable, RowProblem
+from surveysync.pos import PosError, PosUnavailable, RowProblem, SalesSource
 from surveysync.providers import (
     OutgoingEmail,
     Provider,
@@ -163,9 +164,9 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, PosUnavailable | ProviderUnavailable)
 
 
-def _open_pos(settings: Settings) -> PosSource:
+def _open_pos(settings: Settings) -> SalesSource:
     try:
-        return PosSource(settings.pos, settings.store.tz)
+        return pos_registry.create(settings.pos, settings.store.tz)
     except PosError as exc:
         raise SyncError(str(exc), retryable=_retryable(exc)) from exc
 
@@ -220,7 +221,7 @@ class _Run:
         settings: Settings,
         request: SyncRequest,
         ledger: Ledger,
-        pos: PosSource,
+        pos: SalesSource,
         provider: Provider,
         progress: ProgressHook,
     ) -> None:

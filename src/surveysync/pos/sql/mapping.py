@@ -13,7 +13,6 @@ bad row must not stop a night.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -21,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from surveysync.config import Timestamps
 from surveysync.model import Sale, SaleKind
+from surveysync.pos.base import RowProblem
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "transaction_id",
@@ -69,14 +69,6 @@ WHERE (t.finalized_at > :start AND t.finalized_at <= :end)
 
 _TRUE_WORDS = frozenset({"1", "y", "yes", "true", "t", "on", "-1"})
 _FALSE_WORDS = frozenset({"0", "n", "no", "false", "f", "off", ""})
-
-
-@dataclass(frozen=True, slots=True)
-class RowProblem:
-    """A row that could not be turned into a Sale, and why (for the log and the run counts)."""
-
-    transaction_id: str | None
-    problem: str
 
 
 class _BadValue(ValueError):

@@ -1,8 +1,10 @@
-"""A SQLAlchemy engine that can only read.
+"""A SQLAlchemy engine on the POS database that can only read.
 
 The database login should be read-only too, but we do not rely on it: every statement is
-checked here before it reaches the driver, and sessions are put in read-only mode where the
-server supports it.
+checked here before it reaches the driver (``assert_read_only``: one statement, a SELECT,
+WITH or SHOW that names nothing that writes or locks), and sessions are put in read-only mode
+where the server supports it. It must never send anything else, nor let a statement through
+unchecked.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlparse import tokens as T
 
-from surveysync.pos.errors import PosError
+from surveysync.pos.base import PosError, ReadOnlyViolation
 
 _READING_STARTS = frozenset({"SELECT", "WITH", "SHOW"})
 # Keywords that make an otherwise SELECT-looking statement write or lock something.
@@ -42,10 +44,6 @@ _WRITING_WORDS = frozenset(
         "COPY",
     }
 )
-
-
-class ReadOnlyViolation(PosError):
-    """A statement other than a plain SELECT was about to be sent to the POS database."""
 
 
 @lru_cache(maxsize=256)

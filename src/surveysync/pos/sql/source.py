@@ -1,9 +1,12 @@
-"""Streaming sales out of the POS in keyed chunks.
+"""The SQL sales source: the read-only engine and the mapping, streamed in keyed chunks.
 
 Each chunk is its own short read: ``SELECT … FROM (<mapping>) AS src WHERE <after the last
 key> ORDER BY sale_at, transaction_id LIMIT n`` on a fresh connection, so no transaction or
 server cursor stays open between chunks, a year of history never sits in memory, and the
 dialect renders the limit (LIMIT, TOP or FETCH) itself.
+
+SQLAlchemy and driver errors are translated here, once, into the ``PosError`` tree of
+``surveysync.pos.base``; none may leave this module as they are.
 """
 
 from __future__ import annotations
@@ -16,25 +19,32 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import DateTime, Engine, Select, and_, bindparam, column, or_, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from surveysync.config import PosSettings, Preset
+from surveysync.config import Preset, SqlPosSettings
 from surveysync.errors import first_line
 from surveysync.model import Sale
-from surveysync.pos.engine import create_pos_engine
-from surveysync.pos.errors import PosError, PosMappingError, PosUnavailable
-from surveysync.pos.mapping import (
+from surveysync.pos.base import (
+    CheckName,
+    CheckResult,
+    PosError,
+    PosMappingError,
+    PosUnavailable,
+    RowProblem,
+    SalesSource,
+)
+from surveysync.pos.sql.engine import create_pos_engine
+from surveysync.pos.sql.mapping import (
     ASCEND_QUERY,
     REQUIRED_COLUMNS,
     TIME_COLUMNS,
-    RowProblem,
     row_to_sale,
     to_pos_time,
 )
 
 
-class PosSource:
-    """The store's sales, read through the configured mapping."""
+class SqlSource(SalesSource):
+    """The store's sales, read from its database through the configured mapping."""
 
-    def __init__(self, settings: PosSettings, tz: ZoneInfo) -> None:
+    def __init__(self, settings: SqlPosSettings, tz: ZoneInfo) -> None:
         self._settings = settings
         self._tz = tz
         self._engine: Engine = create_pos_engine(settings.url.get_secret_value())
@@ -59,6 +69,22 @@ class PosSource:
             yield [row_to_sale(row, self._tz, self._settings.timestamps) for row in rows]
             if len(rows) < self._settings.chunk_size:
                 return
+
+    def check(self) -> list[CheckResult]:
+        """The database answers (read-only), then the mapping yields every required column."""
+        mapping = f"{self._settings.mapping.value}: every required column present"
+        checks = (
+            (CheckName.POS, self.check_reachable, "reachable, read-only"),
+            (CheckName.MAPPING, self.check_columns, mapping),
+        )
+        results: list[CheckResult] = []
+        for name, probe, detail in checks:
+            try:
+                probe()
+            except PosError as exc:
+                return [*results, CheckResult.failed(exc)]
+            results.append(CheckResult.passed(name, detail))
+        return results
 
     def check_reachable(self) -> None:
         """Raise PosUnavailable unless the database answers a trivial read."""
@@ -110,7 +136,7 @@ def chunk_statement(mapped: Any, chunk_size: int, after: tuple[Any, Any] | None)
     return statement.limit(chunk_size)
 
 
-def mapped_subquery(settings: PosSettings) -> Any:
+def mapped_subquery(settings: SqlPosSettings) -> Any:
     """The configured mapping as a typed subquery named ``src``."""
     sql = ASCEND_QUERY if settings.mapping is Preset.ASCEND else (settings.query or "")
     columns = [

@@ -1,0 +1,14 @@
+"""The SQL sales source: a POS database read through SQLAlchemy and a mapping query.
+
+    engine    the engine that can only read (the SELECT-only guard, read-only sessions)
+    mapping   the column contract, the Ascend preset, rows to ``Sale``, time conversion
+    source    ``SqlSource``: keyed chunks, self-checks, driver errors into ``PosError``
+
+It must never write to the POS database, whatever the mapping or the login allows.
+"""
+
+from surveysync.pos.sql.engine import assert_read_only, create_pos_engine
+from surveysync.pos.sql.mapping import ASCEND_QUERY, REQUIRED_COLUMNS
+from surveysync.pos.sql.source import SqlSource
+
+__all__ = ["ASCEND_QUERY", "REQUIRED_COLUMNS", "SqlSource", "assert_read_only", "create_pos_engine"]
