@@ -64,3 +64,21 @@ class RequestStatus(StrEnum):
 
 SETTLED = frozenset({RequestStatus.SENT, RequestStatus.FAILED, RequestStatus.REJECTED})
 UNSETTLED = (RequestStatus.PENDING, RequestStatus.SENDING, RequestStatus.IN_DOUBT)
+
+
+class ResponseStatus(StrEnum):
+    """How a survey's answer counts. A link scanner fetches every score link of an email;
+    a person clicks one. So a click is only ``provisional`` until its settle window passes
+    without a click on another score of the same email (then ``clicked``); a sent form is
+    ``confirmed``; a pass over several scores within seconds is ``scanner`` and never counts.
+    """
+
+    PROVISIONAL = "provisional"
+    CLICKED = "clicked"
+    CONFIRMED = "confirmed"
+    SCANNER = "scanner"
+
+
+# The answers that count towards NPS (a provisional one whose settle window has passed
+# counts as clicked, even before a sweep has written it so).
+COUNTED = frozenset({ResponseStatus.CLICKED, ResponseStatus.CONFIRMED})
