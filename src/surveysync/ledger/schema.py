@@ -177,9 +177,7 @@ responses = Table(
     Column("store", String(64), nullable=False),
     Column("score", Integer),
     Column("comment", Text),
-    # ResponseStatus: provisional (a click inside its settle window) | clicked (a lone click
-    # that settled) |
-    # | confirmed (the form was sent) | scanner (a link scanner's pass: never counted)
+    # ResponseStatus (surveysync.model): provisional, clicked, confirmed or scanner
     Column("status", String(16), nullable=False),
     Column("first_seen_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
