@@ -1,0 +1,112 @@
+"""One business day of a run: read its sales in chunks, decide each one, record the skips,
+then pick one sale per person (their newest) and hand the chosen to delivery.
+
+Order of proof: every sale's decision is written (skips per chunk, requests together with
+their claim), every request of the day is settled, and only then is the day marked covered.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+import structlog
+
+from surveysync.ledger import DecisionRow
+from surveysync.model import Sale
+from surveysync.pos import RowProblem
+from surveysync.rules import Decision, RunChoices, SkipReason, decide
+from surveysync.sync.context import RunContext
+from surveysync.sync.delivery import Delivery, batches
+from surveysync.sync.people import ChunkFacts, Eligible, People, email_key
+from surveysync.windows import DaySlice
+
+log = structlog.get_logger("surveysync.sync")
+
+Skip = tuple[Sale, tuple[str, ...], SkipReason]
+
+
+class DayReader:
+    def __init__(self, ctx: RunContext, people: People, delivery: Delivery) -> None:
+        self._ctx = ctx
+        self._people = people
+        self._delivery = delivery
+
+    def process(self, day: DaySlice) -> None:
+        ctx = self._ctx
+        choices = RunChoices()
+        eligible: list[Eligible] = []
+        for chunk in ctx.pos.sales(day.start, day.end):
+            ctx.check_stop()
+            eligible.extend(self._decide_chunk(chunk, choices))
+        chosen: list[Eligible] = []
+        losers: list[Eligible] = []
+        for item in eligible:
+            (chosen if choices.is_chosen(item.sale, item.keys) else losers).append(item)
+        self._record_skips([(e.sale, e.keys, SkipReason.DUPLICATE_IN_RUN) for e in losers])
+        for batch in batches(chosen, ctx.provider.max_batch_size):
+            ctx.check_stop()
+            self._delivery.claim_and_send(batch)
+        ctx.ledger.runs.mark_covered(day.day, day.end, ctx.report.run_id)
+        bisect.insort(ctx.report.days, day.day)
+        ctx.progress("day", 1)
+        log.info("day.covered", day=day.day.isoformat(), until=day.end.isoformat())
+
+    def _decide_chunk(self, chunk: list[Sale | RowProblem], choices: RunChoices) -> list[Eligible]:
+        """Record the chunk's skips; offer the rest to the day's choice and return them."""
+        decided, already = self._decide(self._readable(chunk))
+        self._ctx.report.counts["already_decided"] += already
+        skips: list[Skip] = []
+        eligible: list[Eligible] = []
+        for sale, facts, decision in decided:
+            keys = facts.keys[sale.transaction_id]
+            if decision.reason is not None:
+                skips.append((sale, keys, decision.reason))
+            else:
+                choices.offer(sale, keys)
+                eligible.append(self._people.eligible(sale, facts))
+        self._record_skips(skips)
+        self._ctx.progress("sales", len(chunk))
+        return eligible
+
+    def _decide(self, sales: list[Sale]) -> tuple[list[tuple[Sale, ChunkFacts, Decision]], int]:
+        """Decide the sales the ledger has no final decision for; (decisions, how many had)."""
+        ctx = self._ctx
+        final = ctx.ledger.decisions.final([s.transaction_id for s in sales])
+        fresh = [s for s in sales if s.transaction_id not in final]
+        facts = self._people.facts(fresh)
+        rules, tz, now = ctx.settings.rules, ctx.tz, ctx.now
+        decided = [
+            (sale, facts, decide(sale, self._people.history(sale, facts), rules, tz, now))
+            for sale in fresh
+        ]
+        return decided, len(sales) - len(fresh)
+
+    def _readable(self, chunk: list[Sale | RowProblem]) -> list[Sale]:
+        sales: list[Sale] = []
+        for item in chunk:
+            if isinstance(item, RowProblem):
+                self._ctx.report.counts["unreadable_rows"] += 1
+                log.warning(
+                    "pos.row_unreadable", transaction_id=item.transaction_id, problem=item.problem
+                )
+            else:
+                sales.append(item)
+        self._ctx.report.counts["sales_read"] += len(chunk)
+        return sales
+
+    def _record_skips(self, skips: Sequence[Skip]) -> None:
+        rows = [
+            DecisionRow(
+                sale.transaction_id,
+                sale.sale_at,
+                sale.customer_id,
+                email_key(keys),
+                sale.location_id,
+                reason,
+            )
+            for sale, keys, reason in skips
+        ]
+        ctx = self._ctx
+        ctx.ledger.decisions.record(ctx.report.run_id, rows, ctx.now)
+        ctx.report.counts.update(str(reason) for _, _, reason in skips)

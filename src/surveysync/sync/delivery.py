@@ -1,0 +1,181 @@
+"""Delivery: claim → render → mark sending → send → settle, one provider call at a time.
+
+A claim (the person's cooldown and the pending request) is written before anything is sent;
+``sending`` is committed before the provider is called; the results are settled after it.
+A provider lost half-way through a call settles what it already answered and hands the rest
+back as pending. A request the provider gave no result for is held ``in_doubt``, never left
+``sending`` under a day marked covered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import structlog
+
+from surveysync.ledger import (
+    Candidate,
+    Claimable,
+    RequestFacts,
+    Settlement,
+    mask_email,
+    new_id,
+)
+from surveysync.model import RequestStatus, Sale
+from surveysync.providers import OutgoingEmail, ProviderUnavailable, SendResult
+from surveysync.render import RenderError
+from surveysync.sync.context import RunContext
+from surveysync.sync.people import Eligible, People
+
+log = structlog.get_logger("surveysync.sync")
+
+
+class Delivery:
+    def __init__(self, ctx: RunContext, people: People) -> None:
+        self._ctx = ctx
+        self._people = people
+
+    def claim_and_send(self, batch: Sequence[Eligible]) -> None:
+        ctx = self._ctx
+        candidates = [self._candidate(item) for item in batch]
+        won, lost = ctx.ledger.claims.claim(ctx.report.run_id, candidates, ctx.now)
+        ctx.report.counts["cooldown"] += len(lost)
+        not_sent = self.deliver([Claimable(c.request_id, c.email, c.payload) for c in won])
+        # A refused request gives its cooldown back, but the person's older sales in this
+        # run are still theirs: duplicate_in_run, not one refused request per day.
+        self._people.asked_not_reached.update(
+            k for c in won if c.request_id in not_sent for k in c.keys
+        )
+
+    def deliver(self, claimables: Sequence[Claimable], batch_key: str | None = None) -> set[str]:
+        """Render and send; returns the ids of the requests that did not go out.
+
+        ``batch_key`` repeats a call that a crash left in flight, under its old key; its
+        emails are rendered as of that call (same Date, same link expiry), so the repeat is
+        the same body byte for byte, as an idempotency key requires."""
+        ctx = self._ctx
+        not_sent: set[str] = set()
+        for batch in batches(list(claimables), ctx.provider.max_batch_size):
+            ctx.check_stop()  # what is claimed but not sent waits as pending
+            key = batch_key or _batch_key([c.request_id for c in batch])
+            outgoing, unrenderable = self._render(batch, key)
+            ctx.ledger.requests.settle(unrenderable, ctx.now)
+            ctx.report.counts["failed"] += len(unrenderable)
+            not_sent.update(s.request_id for s in unrenderable)
+            if outgoing:
+                not_sent.update(self._send(outgoing))
+        return not_sent
+
+    def _candidate(self, item: Eligible) -> Candidate:
+        sale = item.sale
+        return Candidate(
+            request_id=new_id(),
+            transaction_id=sale.transaction_id,
+            sale_at=sale.sale_at,
+            customer_id=sale.customer_id,
+            location_id=sale.location_id,
+            person_key=item.keys[0],
+            keys=item.keys,
+            seen=item.seen,
+            email=sale.email.strip() if sale.email else item.email,
+            email_masked=mask_email(item.email),
+            payload=_payload(sale),
+            facts=RequestFacts(
+                location_name=sale.location_name,
+                employee_name=sale.employee_name,
+                locale=self._ctx.renderer.locale_for(sale.language),
+                first_name=sale.first_name,
+            ),
+        )
+
+    def _render(
+        self, batch: Sequence[Claimable], batch_key: str
+    ) -> tuple[list[OutgoingEmail], list[Settlement]]:
+        ctx = self._ctx
+        outgoing: list[OutgoingEmail] = []
+        failed: list[Settlement] = []
+        for item in batch:
+            try:
+                as_of = (item.sending_at or ctx.now) if batch_key == item.batch_key else ctx.now
+                message = ctx.renderer.render(item.request_id, item.email, item.payload, as_of)
+            except RenderError as exc:
+                log.warning("request.unrenderable", request_id=item.request_id, error=str(exc))
+                failed.append(Settlement(item.request_id, RequestStatus.FAILED, error=str(exc)))
+                continue
+            outgoing.append(OutgoingEmail(item.request_id, item.request_id, message, batch_key))
+        return outgoing, failed
+
+    def _send(self, outgoing: Sequence[OutgoingEmail]) -> set[str]:
+        """One provider call, settled; returns the ids of the requests that did not go out."""
+        ctx = self._ctx
+        ids = [o.request_id for o in outgoing]
+        ctx.ledger.requests.mark_sending(ids, ctx.now, ctx.provider.name, outgoing[0].batch_key)
+        try:
+            results = ctx.provider.send(outgoing)
+        except ProviderUnavailable as exc:
+            # What went out before the provider was lost is recorded; the rest left nothing
+            # behind: back to pending, sent by the next run.
+            self._settle(exc.results)
+            settled = {r.request_id for r in exc.results}
+            back = [
+                Settlement(rid, RequestStatus.PENDING, error="provider unavailable")
+                for rid in ids
+                if rid not in settled
+            ]
+            ctx.ledger.requests.settle(back, ctx.now)
+            raise
+        self._settle(results)
+        self._hold_unanswered(set(ids) - {r.request_id for r in results})
+        return {r.request_id for r in results if r.status != RequestStatus.SENT}
+
+    def _settle(self, results: Sequence[SendResult]) -> None:
+        ctx = self._ctx
+        in_doubt = [r.request_id for r in results if r.status == RequestStatus.IN_DOUBT]
+        settlements = [
+            Settlement(r.request_id, r.status, r.provider_message_id, r.error)
+            for r in results
+            if r.status != RequestStatus.IN_DOUBT
+        ]
+        ctx.ledger.requests.settle(settlements, ctx.now)
+        ctx.ledger.requests.mark_in_doubt(in_doubt)
+        for result in results:
+            ctx.report.counts[result.status] += 1
+            if result.status != RequestStatus.SENT:
+                log.warning(
+                    "request.not_sent",
+                    request_id=result.request_id,
+                    status=result.status,
+                    error=result.error,
+                )
+
+    def _hold_unanswered(self, request_ids: set[str]) -> None:
+        """A provider that gives no result for a request leaves it in doubt, shown in
+        `status`, rather than in `sending` under a day marked covered."""
+        if request_ids:
+            self._ctx.ledger.requests.mark_in_doubt(sorted(request_ids))
+            self._ctx.report.counts["in_doubt"] += len(request_ids)
+            log.error("provider.result_missing", count=len(request_ids))
+
+
+def _payload(sale: Sale) -> dict[str, Any]:
+    return {
+        "first_name": sale.first_name,
+        "last_name": sale.last_name,
+        "language": sale.language,
+        "location_id": sale.location_id,
+        "location_name": sale.location_name,
+        "employee_name": sale.employee_name,
+        "finalized_at": sale.finalized_at.isoformat() if sale.finalized_at else None,
+    }
+
+
+def _batch_key(request_ids: Sequence[str]) -> str:
+    """The same for the same requests, whatever their order."""
+    return hashlib.sha256("\n".join(sorted(request_ids)).encode("ascii")).hexdigest()[:40]
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
