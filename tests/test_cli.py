@@ -15,8 +15,9 @@ import time_machine
 from click.testing import CliRunner
 from pydantic import BaseModel
 
-from surveysync.cli import example_config, main
+from surveysync.cli import main
 from surveysync.config import Settings, load_settings
+from surveysync.config import example_config_text as example_config
 from surveysync.rules import SkipReason
 from tests.conftest import Store, local
 

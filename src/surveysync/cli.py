@@ -7,27 +7,42 @@ Exit codes: 0 ok · 1 the run (or a check) failed · 2 bad usage or configuratio
 from __future__ import annotations
 
 import json
-import shutil
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, time, timedelta
-from importlib import resources
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from surveysync import heartbeat, links, pos, providers
+from surveysync import links
 from surveysync import logging as logs
-from surveysync.config import ConfigError, Settings, load_settings
-from surveysync.console import Output, day_list, local_time
-from surveysync.ledger import Ledger, LedgerError, mask_email, migrate, open_ledger, reports
-from surveysync.ledger.lock import InstanceLock
-from surveysync.render import InvalidLink, Renderer, RenderError, SurveyEmail
-from surveysync.rules import REASON_TEXT, InvalidEmail, SkipReason, normalize_email
-from surveysync.scheduler import Daemon, next_fire
-from surveysync.sync import RunReport, SyncError, SyncRequest, run_sync
+from surveysync.checks import run_checks
+from surveysync.config import ConfigError, Settings, example_config_text, load_settings
+from surveysync.console import (
+    Output,
+    local_time,
+    print_checks,
+    print_explanation,
+    print_preview,
+    print_report,
+    print_schedule,
+    print_status,
+    print_suppressions,
+)
+from surveysync.ledger import (
+    Ledger,
+    LedgerError,
+    SuppressionTarget,
+    open_ledger,
+    reports,
+    suppression_target,
+)
+from surveysync.render import InvalidLink, Renderer, RenderError
+from surveysync.render.templates import copy_builtin_templates
+from surveysync.rules import InvalidEmail, normalize_email
+from surveysync.scheduler import Daemon, next_fire, schedule_status, stop_on_signals
+from surveysync.sync import RunReport, SyncError, SyncRequest, run_exclusive
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -100,10 +115,6 @@ def _ledger(settings: Settings) -> Iterator[Ledger]:
 # --- init and check ---------------------------------------------------------------------
 
 
-def example_config() -> str:
-    return (resources.files("surveysync") / "data" / "surveysync.example.toml").read_text("utf-8")
-
-
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path), default=Path("surveysync.toml"))
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
@@ -111,7 +122,7 @@ def init(path: Path, force: bool) -> None:
     """Write a commented configuration file with every setting."""
     if path.exists() and not force:
         raise ConfigProblem(f"{path} already exists (use --force to overwrite)")
-    path.write_text(example_config(), encoding="utf-8")
+    path.write_text(example_config_text(), encoding="utf-8")
     click.echo(f"wrote {path}; edit it, then run: surveysync --config {path} check")
 
 
@@ -126,62 +137,9 @@ def check(ctx: click.Context) -> None:
         out.line(f"config    failed  {exc}")
         ctx.exit(EXIT_USAGE)
     _configure_logs(settings)
-    out.line(f"config    ok      store {settings.store.id!r}, {settings.store.timezone}")
-    results = [
-        _check_pos(settings, out),
-        _check_ledger(settings, out),
-        _check_templates(settings, out),
-        _check_provider(settings, out),
-    ]
-    ctx.exit(0 if all(results) else EXIT_FAILED)
-
-
-def _check_pos(settings: Settings, out: Output) -> bool:
-    results = pos.check(settings.pos, settings.store.tz)
-    for result in results:
-        out.line(f"{result.name:<9} {'ok' if result.ok else 'failed':<7} {result.detail}")
-    return all(result.ok for result in results)
-
-
-def _check_ledger(settings: Settings, out: Output) -> bool:
-    try:
-        with _ledger(settings) as ledger, ledger.transaction() as conn:
-            revision = migrate.current_revision(conn)
-    except (click.ClickException, LedgerError) as exc:
-        out.line(f"ledger    failed  {exc}")
-        return False
-    out.line(f"ledger    ok      migrated to revision {revision} (newest)")
-    return True
-
-
-def _check_templates(settings: Settings, out: Output) -> bool:
-    renderer = Renderer(settings.store, settings.email)
-    for problem in renderer.templates.problems:
-        out.line(f"templates failed  {problem}")
-    default = settings.store.default_locale
-    available = ", ".join(sorted(renderer.locales))
-    if default not in renderer.locales:
-        out.line(f"templates failed  store.default_locale {default!r} has none ({available})")
-        return False
-    if renderer.templates.problems:
-        return False
-    custom = settings.email.templates_dir
-    out.line(f"templates ok      {available}{f', custom folder {custom}' if custom else ''}")
-    return True
-
-
-def _check_provider(settings: Settings, out: Output) -> bool:
-    try:
-        provider = providers.create(settings.provider)
-        try:
-            detail = provider.check()
-        finally:
-            provider.close()
-    except providers.ProviderError as exc:
-        out.line(f"provider  failed  {exc}")
-        return False
-    out.line(f"provider  ok      {settings.provider.kind.value}: {detail}")
-    return True
+    results = run_checks(settings)
+    print_checks(out, results)
+    ctx.exit(0 if all(r.ok for r in results) else EXIT_FAILED)
 
 
 # --- the daemon, sync and backfill -----------------------------------------------------
@@ -197,7 +155,7 @@ def run(ctx: click.Context) -> None:
     """
     settings = _settings(ctx)
     daemon = Daemon(settings)
-    _stop_on_signals(daemon)
+    stop_on_signals(daemon)
     upcoming = local_time(next_fire(settings, _now(settings)), settings.store.tz)
     click.echo(
         f"surveysync {settings.store.id}: nightly at {settings.schedule.at:%H:%M} "
@@ -207,17 +165,6 @@ def run(ctx: click.Context) -> None:
         daemon.serve()
     except LedgerError as exc:
         raise RunFailed(str(exc)) from None
-
-
-def _stop_on_signals(daemon: Daemon) -> None:
-    def handle(number: int, _frame: Any) -> None:
-        daemon.stop(signal.Signals(number).name)
-
-    # SIGBREAK is Ctrl-Break: how WinSW and NSSM stop a console program on Windows.
-    for name in ("SIGTERM", "SIGINT", "SIGBREAK"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), handle)
-
 
 
 @main.command()
@@ -261,67 +208,18 @@ def backfill(ctx: click.Context, since: datetime, until: datetime | None, dry_ru
 
 
 def _run(settings: Settings, request: SyncRequest) -> RunReport:
-    if request.dry_run:  # writes nothing: safe beside a running daemon
-        return _run_unlocked(settings, request)
-    try:
-        with InstanceLock(settings.ledger.url.get_secret_value(), settings.store.id, request.kind):
-            return _run_unlocked(settings, request)
-    except LedgerError as exc:  # LockHeld says who holds it
-        raise RunFailed(str(exc)) from None
-
-
-def _run_unlocked(settings: Settings, request: SyncRequest) -> RunReport:
     out = Output()
     with out.progress("Reading days") as hook:
         try:
-            report = run_sync(settings, request, progress=hook)
-        except SyncError as exc:
-            partial = getattr(exc, "report", None)
-            if partial is not None:
-                _print_report(out, partial, settings)
+            report = run_exclusive(settings, request, progress=hook)
+        except LedgerError as exc:  # LockHeld says who holds it
             raise RunFailed(str(exc)) from None
-    _print_report(out, report, settings)
+        except SyncError as exc:
+            if exc.report is not None:
+                print_report(out, exc.report, settings)
+            raise RunFailed(str(exc)) from None
+    print_report(out, report, settings)
     return report
-
-
-def _print_report(out: Output, report: RunReport, settings: Settings) -> None:
-    tz = settings.store.tz
-    if report.dry_run:
-        out.line("DRY RUN: nothing was written to the ledger and nothing was sent.")
-    out.line(
-        f"{report.kind} {report.status}: {local_time(report.window_start, tz)} -> "
-        f"{local_time(report.window_end, tz)} ({len(report.days)} day(s) covered)"
-    )
-    verb = "would send" if report.dry_run else "sent"
-    rows: list[tuple[str, int, str]] = [(verb, report.counts["sent"], "survey requests")]
-    for outcome in ("rejected", "failed", "in_doubt"):
-        if report.counts[outcome]:
-            rows.append((outcome, report.counts[outcome], "see `surveysync status`"))
-    if report.counts["pending"]:
-        rows.append(("pending", report.counts["pending"], "refused for now; the next run retries"))
-    rows += [
-        (reason, count, REASON_TEXT[SkipReason(reason)])
-        for reason, count in sorted(report.skipped.items(), key=lambda kv: -kv[1])
-    ]
-    if report.counts["already_decided"]:
-        rows.append(
-            (
-                "already decided",
-                report.counts["already_decided"],
-                "re-read from an earlier run (look-back), unchanged",
-            )
-        )
-    if report.counts["unreadable_rows"]:
-        rows.append(
-            (
-                "unreadable rows",
-                report.counts["unreadable_rows"],
-                "POS rows that could not be read; see the log",
-            )
-        )
-    out.table(None, ["outcome", "count", "meaning"], rows)
-    if report.error:
-        out.line(f"error: {report.error}")
 
 
 # --- status and explain ----------------------------------------------------------------
@@ -342,86 +240,15 @@ def status(ctx: click.Context, as_json: bool, days: int) -> None:
     now = _now(settings)
     with _ledger(settings) as ledger:
         result = reports.status(ledger, now, settings.store.tz, days)
-    schedule = _schedule_status(settings, now)
+    schedule = schedule_status(settings, now)
     if as_json:
         data = result.as_dict() | {"schedule": schedule}
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        _print_schedule(Output(), schedule, settings)
-        _print_status(Output(), result, settings)
+        print_schedule(Output(), schedule, settings)
+        print_status(Output(), result, settings)
     if (result.runs and result.runs[0].status == "failed") or schedule["overdue"]:
         ctx.exit(EXIT_FAILED)
-
-
-def _schedule_status(settings: Settings, now: datetime) -> dict[str, Any]:
-    beat = heartbeat.read(settings.schedule.heartbeat_file)
-    return {
-        "next_fire": next_fire(settings, now).isoformat(),
-        "heartbeat": None if beat is None else vars(beat),
-        "overdue": beat is not None and beat.overdue(now),
-    }
-
-
-def _print_schedule(out: Output, schedule: dict[str, Any], settings: Settings) -> None:
-    tz = settings.store.tz
-    out.line(f"next nightly run: {local_time(datetime.fromisoformat(schedule['next_fire']), tz)}")
-    beat = schedule["heartbeat"]
-    if beat is None:
-        out.line("daemon: no heartbeat yet (`surveysync run` has not run with this config)")
-        return
-    updated = local_time(datetime.fromisoformat(beat["updated_at"]), tz)
-    out.line(f"daemon: {beat['state']} (pid {beat['pid']} on {beat['host']}), heartbeat {updated}")
-    if schedule["overdue"]:
-        due = local_time(datetime.fromisoformat(beat["next_fire"]), tz)
-        out.line(f"daemon: OVERDUE: it was due to run at {due} and has not reported since")
-
-
-def _print_status(out: Output, result: reports.Status, settings: Settings) -> None:
-    tz = settings.store.tz
-    last = result.last_success
-    out.line(
-        f"store {result.store}: last successful run "
-        f"{local_time(last.finished_at, tz) if last else 'never'}; covered until "
-        f"{local_time(result.covered_until, tz)}"
-    )
-    out.line(f"days covered: {day_list(result.covered_days)}")
-    out.line(f"days missed:  {day_list(result.missed_days)}")
-    out.table(
-        "Recent runs",
-        ["started", "kind", "status", "window", "sent", "error"],
-        [
-            (
-                local_time(r.started_at, tz),
-                r.kind,
-                r.status,
-                f"{local_time(r.window_start, tz)} -> {local_time(r.window_end, tz)}",
-                r.counts.get("sent", 0),
-                (r.error or "")[:80],
-            )
-            for r in result.runs
-        ],
-    )
-    out.table(
-        "Decisions by reason",
-        ["reason", "count"],
-        result.reasons.most_common(),
-    )
-    out.table("Requests by status", ["status", "count"], sorted(result.requests_by_status.items()))
-    if result.unsettled:
-        out.table(
-            "Requests not settled",
-            ["request", "status", "email", "transaction", "created"],
-            [
-                (
-                    u.request_id,
-                    u.status,
-                    u.email_masked,
-                    u.transaction_id,
-                    local_time(u.created_at, tz),
-                )
-                for u in result.unsettled
-            ],
-        )
 
 
 @main.command()
@@ -447,7 +274,7 @@ def explain(
             tz=settings.store.tz,
             now=_now(settings),
         )
-    _print_explanation(Output(), result, settings)
+    print_explanation(Output(), result, settings)
 
 
 def _normalized_or_usage(email: str) -> str:
@@ -455,43 +282,6 @@ def _normalized_or_usage(email: str) -> str:
         return normalize_email(email)
     except InvalidEmail as exc:
         raise click.BadParameter(str(exc), param_hint="--email") from None
-
-
-def _print_explanation(out: Output, result: reports.ExplainResult, settings: Settings) -> None:
-    tz = settings.store.tz
-    if not result.rows:
-        out.line(
-            f"No decision recorded for {result.subject}. Sales are decided when a run reads "
-            f"them; the ledger covers up to {local_time(result.covered_until, tz)}."
-        )
-        return
-    out.table(
-        f"Decisions for {result.subject}",
-        ["sale", "transaction", "location", "decision", "rule", "request"],
-        [
-            (
-                local_time(r.sale_at, tz),
-                r.transaction_id,
-                r.location_id or "-",
-                r.decision,
-                r.reason or "all rules passed",
-                r.request_status or "-",
-            )
-            for r in result.rows
-        ],
-    )
-    for reason in dict.fromkeys(r.reason for r in result.rows if r.reason):
-        out.line(f"  {reason}: {REASON_TEXT[SkipReason(reason)]}")
-    out.line(_next_ask_line(result, tz))
-
-
-def _next_ask_line(result: reports.ExplainResult, tz: Any) -> str:
-    if result.suppressed:
-        return f"May next be asked: never, suppressed ({'; '.join(result.suppressed)})."
-    next_at = result.rows[-1].next_eligible
-    if next_at is None:
-        return "May next be asked: now (on their next eligible sale)."
-    return f"May next be asked: from {local_time(next_at, tz)} (cooldown)."
 
 
 # --- suppress ------------------------------------------------------------------------------
@@ -504,16 +294,13 @@ def suppress() -> None:
 
 def _suppression_target(
     ledger: Ledger, email: str | None, customer_id: str | None, transaction_id: str | None
-) -> tuple[str, str, str]:
+) -> SuppressionTarget:
     if sum(v is not None for v in (email, customer_id, transaction_id)) != 1:
         raise click.UsageError("give exactly one of --email, --customer or --transaction")
-    if email is not None:
-        normalized = _normalized_or_usage(email)
-        return "email", ledger.keys.email(normalized), mask_email(normalized)
-    if customer_id is not None:
-        return "customer", ledger.keys.customer(customer_id), f"customer {customer_id}"
-    assert transaction_id is not None
-    return "transaction", ledger.keys.transaction(transaction_id), f"transaction {transaction_id}"
+    try:
+        return suppression_target(ledger.keys, email, customer_id, transaction_id)
+    except InvalidEmail as exc:
+        raise click.BadParameter(str(exc), param_hint="--email") from None
 
 
 _target_options = [
@@ -553,9 +340,9 @@ def suppress_add(
         _unsubscribe_by_link(settings, link)
         return
     with _ledger(settings) as ledger:
-        kind, key, display = _suppression_target(ledger, email, customer_id, transaction_id)
-        added = ledger.suppressions.add(kind, key, display, "admin", reason, _now(settings))
-    click.echo(f"{'suppressed' if added else 'already suppressed'}: {display}")
+        target = _suppression_target(ledger, email, customer_id, transaction_id)
+        added = ledger.suppressions.add(*target, "admin", reason, _now(settings))
+    click.echo(f"{'suppressed' if added else 'already suppressed'}: {target.display}")
 
 
 def _unsubscribe_by_link(settings: Settings, link: str) -> None:
@@ -579,11 +366,11 @@ def suppress_remove(
     """Remove a suppression."""
     settings = _settings(ctx)
     with _ledger(settings) as ledger:
-        kind, key, display = _suppression_target(ledger, email, customer_id, transaction_id)
-        removed = ledger.suppressions.remove(kind, key)
+        target = _suppression_target(ledger, email, customer_id, transaction_id)
+        removed = ledger.suppressions.remove(target.kind, target.key)
     if not removed:
-        raise RunFailed(f"no suppression for {display}")
-    click.echo(f"removed: {display}")
+        raise RunFailed(f"no suppression for {target.display}")
+    click.echo(f"removed: {target.display}")
 
 
 @suppress.command("list")
@@ -593,20 +380,7 @@ def suppress_list(ctx: click.Context) -> None:
     settings = _settings(ctx)
     with _ledger(settings) as ledger:
         rows = ledger.suppressions.all()
-    Output().table(
-        "Suppressions",
-        ["kind", "who", "source", "reason", "since"],
-        [
-            (
-                r["kind"],
-                r["display"],
-                r["source"],
-                r["reason"] or "",
-                local_time(r["created_at"], settings.store.tz),
-            )
-            for r in rows
-        ],
-    )
+    print_suppressions(Output(), rows, settings.store.tz)
 
 
 # --- demo ----------------------------------------------------------------------------------
@@ -645,7 +419,11 @@ def preview(
     """Show the survey email a customer of this store would get, with sample data."""
     settings = _settings(ctx)
     if copy_to is not None:
-        _copy_templates(copy_to)
+        written, kept = copy_builtin_templates(copy_to)
+        click.echo(f"wrote {written} template(s) to {copy_to} ({kept} already there, left alone)")
+        click.echo(
+            f"set email.templates_dir = {str(copy_to.resolve())!r}, then run `surveysync check`"
+        )
         return
     renderer = Renderer(settings.store, settings.email)
     for problem in renderer.templates.problems:
@@ -654,48 +432,13 @@ def preview(
         email = renderer.preview(locale or settings.store.default_locale, recipient, _now(settings))
     except RenderError as exc:
         raise ConfigProblem(str(exc)) from None
-    _print_preview(email)
+    print_preview(Output(), email)
     if html_path is not None:
         html_path.write_text(email.html, encoding="utf-8")
         click.echo(f"wrote the HTML part to {html_path}")
     if eml_path is not None:
         eml_path.write_bytes(email.to_mime().as_bytes())
         click.echo(f"wrote the message to {eml_path}")
-
-
-def _print_preview(email: SurveyEmail) -> None:
-    mime = email.to_mime()
-    for name in ("From", "Reply-To", "To", "Subject", "Date", *email.extra_headers()):
-        if mime[name] is not None:
-            click.echo(f"{name}: {mime[name]}")
-    click.echo("")
-    click.echo(email.text)
-
-
-def _copy_templates(folder: Path) -> None:
-    """The built-in templates as a starting point; files already there are left alone."""
-    written = kept = 0
-    for relative, text in _template_files(resources.files("surveysync") / "templates"):
-        target = folder.joinpath(*relative)
-        if target.exists():
-            kept += 1
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-        written += 1
-    click.echo(f"wrote {written} template(s) to {folder} ({kept} already there, left alone)")
-    click.echo(f"set email.templates_dir = {str(folder.resolve())!r}, then run `surveysync check`")
-
-
-TemplateFile = tuple[tuple[str, ...], str]  # (path parts under the folder, text)
-
-
-def _template_files(root: Any, parts: tuple[str, ...] = ()) -> Iterator[TemplateFile]:
-    for entry in sorted(root.iterdir(), key=lambda e: e.name):
-        if entry.is_dir():
-            yield from _template_files(entry, (*parts, entry.name))
-        elif entry.name.endswith((".txt", ".html")):
-            yield (*parts, entry.name), entry.read_text("utf-8")
 
 
 @main.command()
@@ -720,39 +463,22 @@ def demo(directory: Path, outbox: Path, sales: int, seed: int) -> None:
     """Create a demo store with two months of sales and run a sync into the outbox."""
     from surveysync import demo as demo_store
 
-    config_path = _build_demo(demo_store, directory, outbox, sales, seed)
-    settings = load_settings(config_path)
-    logs.configure("warning", logs.secret_values(settings))
-    demo_store.suppress_examples(settings, _now(settings))
     out = Output()
     with out.progress("Running the nights") as hook:
         try:
-            report = demo_store.run_nights(settings, demo_store.demo_nights(_now(settings)), hook)
+            played = demo_store.play(directory, outbox, sales, seed, hook)
         except SyncError as exc:
             raise RunFailed(str(exc)) from None
-    _print_report(out, report, settings)
+    out.line(
+        f"demo store: {sales} sales over {demo_store.DEMO_DAYS} days in {directory}/pos.sqlite"
+    )
+    report, config_path = played.report, played.config_path
+    print_report(out, report, played.settings)
     out.line("")
     out.line(f"The survey emails are in {outbox}/ (one .eml file each; open one in a mail client).")
     out.line("Ask why someone was or was not asked, for example:")
-    example = demo_store.interesting_customer(settings)
-    out.line(f"  surveysync --config {config_path} explain --customer {example}")
+    out.line(f"  surveysync --config {config_path} explain --customer {played.example_customer}")
     out.line(f"  surveysync --config {config_path} status")
     out.line(f"  surveysync --config {config_path} sync    # a second run sends nothing new")
     if report.counts["sent"] == 0:
         raise RunFailed("the demo sent nothing, which should not happen")
-
-
-def _build_demo(demo_store: Any, directory: Path, outbox: Path, sales: int, seed: int) -> Path:
-    if directory.exists():
-        shutil.rmtree(directory)
-    for old in outbox.glob("*.eml") if outbox.is_dir() else ():
-        old.unlink()
-    now = datetime.now(demo_store.DEMO_TZ).replace(tzinfo=None)
-    first = datetime.combine(now.date() - timedelta(days=demo_store.DEMO_DAYS), time(0))
-    demo_store.build_demo_pos(directory / "pos.sqlite", now=now, sales=sales, seed=seed)
-    config_path = directory / "surveysync.toml"
-    config_path.write_text(demo_store.demo_config_toml(directory, outbox, first), encoding="utf-8")
-    click.echo(
-        f"demo store: {sales} sales over {demo_store.DEMO_DAYS} days in {directory}/pos.sqlite"
-    )
-    return config_path

@@ -15,6 +15,7 @@ import os
 import zoneinfo
 from datetime import datetime, time
 from enum import StrEnum
+from importlib import resources
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Literal, TypeGuard, Union, get_args, get_origin
@@ -615,3 +616,8 @@ def _redacted(key: str, value: Any) -> Any:
     if any(word in key.lower() for word in secretish):
         return "<hidden>"
     return value
+
+
+def example_config_text() -> str:
+    """The commented configuration file ``surveysync init`` writes (every setting)."""
+    return (resources.files("surveysync") / "data" / "surveysync.example.toml").read_text("utf-8")

@@ -1,4 +1,9 @@
-"""Terminal output for the CLI: rich tables and progress on a terminal, plain text when piped."""
+"""Terminal output for the CLI: rich tables and progress on a terminal, plain text when piped.
+
+Every command's printing lives here (``print_report``, ``print_status``, ...), so that
+``cli`` only parses arguments and calls the library. Reads nothing and writes nothing but
+the terminal.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from rich import box
@@ -13,7 +19,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from surveysync.sync import ProgressHook
+from surveysync.checks import Check
+from surveysync.config import Settings
+from surveysync.ledger import reports
+from surveysync.render import SurveyEmail
+from surveysync.rules import REASON_TEXT, SkipReason
+from surveysync.sync import ProgressHook, RunReport
 
 
 class Output:
@@ -81,3 +92,168 @@ def day_list(days: Sequence[date], limit: int = 10) -> str:
         return "none"
     shown = ", ".join(d.isoformat() for d in days[:limit])
     return shown + (f" and {len(days) - limit} more" if len(days) > limit else "")
+
+
+def print_report(out: Output, report: RunReport, settings: Settings) -> None:
+    tz = settings.store.tz
+    if report.dry_run:
+        out.line("DRY RUN: nothing was written to the ledger and nothing was sent.")
+    out.line(
+        f"{report.kind} {report.status}: {local_time(report.window_start, tz)} -> "
+        f"{local_time(report.window_end, tz)} ({len(report.days)} day(s) covered)"
+    )
+    verb = "would send" if report.dry_run else "sent"
+    rows: list[tuple[str, int, str]] = [(verb, report.counts["sent"], "survey requests")]
+    for outcome in ("rejected", "failed", "in_doubt"):
+        if report.counts[outcome]:
+            rows.append((outcome, report.counts[outcome], "see `surveysync status`"))
+    if report.counts["pending"]:
+        rows.append(("pending", report.counts["pending"], "refused for now; the next run retries"))
+    rows += [
+        (reason, count, REASON_TEXT[SkipReason(reason)])
+        for reason, count in sorted(report.skipped.items(), key=lambda kv: -kv[1])
+    ]
+    if report.counts["already_decided"]:
+        rows.append(
+            (
+                "already decided",
+                report.counts["already_decided"],
+                "re-read from an earlier run (look-back), unchanged",
+            )
+        )
+    if report.counts["unreadable_rows"]:
+        rows.append(
+            (
+                "unreadable rows",
+                report.counts["unreadable_rows"],
+                "POS rows that could not be read; see the log",
+            )
+        )
+    out.table(None, ["outcome", "count", "meaning"], rows)
+    if report.error:
+        out.line(f"error: {report.error}")
+
+
+def print_schedule(out: Output, schedule: dict[str, Any], settings: Settings) -> None:
+    tz = settings.store.tz
+    out.line(f"next nightly run: {local_time(datetime.fromisoformat(schedule['next_fire']), tz)}")
+    beat = schedule["heartbeat"]
+    if beat is None:
+        out.line("daemon: no heartbeat yet (`surveysync run` has not run with this config)")
+        return
+    updated = local_time(datetime.fromisoformat(beat["updated_at"]), tz)
+    out.line(f"daemon: {beat['state']} (pid {beat['pid']} on {beat['host']}), heartbeat {updated}")
+    if schedule["overdue"]:
+        due = local_time(datetime.fromisoformat(beat["next_fire"]), tz)
+        out.line(f"daemon: OVERDUE: it was due to run at {due} and has not reported since")
+
+
+def print_status(out: Output, result: reports.Status, settings: Settings) -> None:
+    tz = settings.store.tz
+    last = result.last_success
+    out.line(
+        f"store {result.store}: last successful run "
+        f"{local_time(last.finished_at, tz) if last else 'never'}; covered until "
+        f"{local_time(result.covered_until, tz)}"
+    )
+    out.line(f"days covered: {day_list(result.covered_days)}")
+    out.line(f"days missed:  {day_list(result.missed_days)}")
+    out.table(
+        "Recent runs",
+        ["started", "kind", "status", "window", "sent", "error"],
+        [
+            (
+                local_time(r.started_at, tz),
+                r.kind,
+                r.status,
+                f"{local_time(r.window_start, tz)} -> {local_time(r.window_end, tz)}",
+                r.counts.get("sent", 0),
+                (r.error or "")[:80],
+            )
+            for r in result.runs
+        ],
+    )
+    out.table(
+        "Decisions by reason",
+        ["reason", "count"],
+        result.reasons.most_common(),
+    )
+    out.table("Requests by status", ["status", "count"], sorted(result.requests_by_status.items()))
+    if result.unsettled:
+        out.table(
+            "Requests not settled",
+            ["request", "status", "email", "transaction", "created"],
+            [
+                (
+                    u.request_id,
+                    u.status,
+                    u.email_masked,
+                    u.transaction_id,
+                    local_time(u.created_at, tz),
+                )
+                for u in result.unsettled
+            ],
+        )
+
+
+def print_explanation(out: Output, result: reports.ExplainResult, settings: Settings) -> None:
+    tz = settings.store.tz
+    if not result.rows:
+        out.line(
+            f"No decision recorded for {result.subject}. Sales are decided when a run reads "
+            f"them; the ledger covers up to {local_time(result.covered_until, tz)}."
+        )
+        return
+    out.table(
+        f"Decisions for {result.subject}",
+        ["sale", "transaction", "location", "decision", "rule", "request"],
+        [
+            (
+                local_time(r.sale_at, tz),
+                r.transaction_id,
+                r.location_id or "-",
+                r.decision,
+                r.reason or "all rules passed",
+                r.request_status or "-",
+            )
+            for r in result.rows
+        ],
+    )
+    for reason in dict.fromkeys(r.reason for r in result.rows if r.reason):
+        out.line(f"  {reason}: {REASON_TEXT[SkipReason(reason)]}")
+    out.line(next_ask_line(result, tz))
+
+
+def next_ask_line(result: reports.ExplainResult, tz: Any) -> str:
+    if result.suppressed:
+        return f"May next be asked: never, suppressed ({'; '.join(result.suppressed)})."
+    next_at = result.rows[-1].next_eligible
+    if next_at is None:
+        return "May next be asked: now (on their next eligible sale)."
+    return f"May next be asked: from {local_time(next_at, tz)} (cooldown)."
+
+
+def print_preview(out: Output, email: SurveyEmail) -> None:
+    mime = email.to_mime()
+    for name in ("From", "Reply-To", "To", "Subject", "Date", *email.extra_headers()):
+        if mime[name] is not None:
+            out.line(f"{name}: {mime[name]}")
+    out.line("")
+    out.line(email.text)
+
+
+def print_checks(out: Output, checks: Sequence[Check]) -> None:
+    for check in checks:
+        out.line(f"{check.name:<9} {'ok' if check.ok else 'failed':<7} {check.detail}")
+
+
+def print_suppressions(out: Output, rows: Sequence[dict[str, Any]], tz: ZoneInfo) -> None:
+    out.table(
+        "Suppressions",
+        ["kind", "who", "source", "reason", "since"],
+        [(r["kind"], r["display"], r["source"], r["reason"] or "", _since(r, tz)) for r in rows],
+    )
+
+
+def _since(row: dict[str, Any], tz: ZoneInfo) -> str:
+    return local_time(row["created_at"], tz)

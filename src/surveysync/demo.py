@@ -11,6 +11,7 @@ This module writes to a POS database it creates; it never touches an existing on
 from __future__ import annotations
 
 import random
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -36,7 +37,8 @@ from sqlalchemy import (
     select,
 )
 
-from surveysync.config import Settings
+from surveysync import logging as logs
+from surveysync.config import Settings, load_settings
 from surveysync.ledger import open_ledger, reports
 from surveysync.ledger.schema import decisions
 from surveysync.sync import ProgressHook, RunReport, SyncRequest, run_sync
@@ -435,3 +437,40 @@ def interesting_customer(settings: Settings) -> str:
             return str(conn.scalar(query) or "C0001")
     finally:
         ledger.close()
+
+
+def build_store(directory: Path, outbox: Path, sales: int, seed: int) -> Path:
+    """A fresh demo store in ``directory`` (recreated): its POS, its config; the outbox's
+    old emails removed. Returns the config file's path."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    for old in outbox.glob("*.eml") if outbox.is_dir() else ():
+        old.unlink()
+    now = datetime.now(DEMO_TZ).replace(tzinfo=None)
+    first = datetime.combine(now.date() - timedelta(days=DEMO_DAYS), time(0))
+    build_demo_pos(directory / "pos.sqlite", now=now, sales=sales, seed=seed)
+    config_path = directory / "surveysync.toml"
+    config_path.write_text(demo_config_toml(directory, outbox, first), encoding="utf-8")
+    return config_path
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    config_path: Path
+    settings: Settings
+    report: RunReport  # the nights together
+    example_customer: str  # a good one to `explain`
+
+
+def play(
+    directory: Path, outbox: Path, sales: int, seed: int, progress: ProgressHook
+) -> DemoResult:
+    """Build the demo store and play its nightly runs into the outbox (``surveysync demo``).
+    Raises SyncError when a night fails."""
+    config_path = build_store(directory, outbox, sales, seed)
+    settings = load_settings(config_path)
+    logs.configure("warning", logs.secret_values(settings))
+    now = datetime.now(settings.store.tz)
+    suppress_examples(settings, now)
+    report = run_nights(settings, demo_nights(now), progress)
+    return DemoResult(config_path, settings, report, interesting_customer(settings))

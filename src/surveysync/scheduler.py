@@ -18,9 +18,11 @@ This module never decides anything about sales and never sends: ``run_sync`` doe
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -257,3 +259,26 @@ def next_fire(settings: Settings, now: datetime) -> datetime:
     fire = NightlyTrigger(settings.schedule.at, settings.store.tz).get_next_fire_time(None, now)
     assert fire is not None  # a daily trigger always has a next day
     return fire
+
+
+def schedule_status(settings: Settings, now: datetime) -> dict[str, Any]:
+    """For ``status``: the next nightly fire, the daemon's heartbeat, and whether the daemon
+    is overdue (its heartbeat promised a fire that has long passed)."""
+    beat = heartbeat.read(settings.schedule.heartbeat_file)
+    return {
+        "next_fire": next_fire(settings, now).isoformat(),
+        "heartbeat": None if beat is None else vars(beat),
+        "overdue": beat is not None and beat.overdue(now),
+    }
+
+
+def stop_on_signals(daemon: Daemon) -> None:
+    """SIGTERM, SIGINT and (on Windows) SIGBREAK stop the daemon cleanly."""
+
+    def handle(number: int, _frame: Any) -> None:
+        daemon.stop(signal.Signals(number).name)
+
+    # SIGBREAK is Ctrl-Break: how WinSW and NSSM stop a console program on Windows.
+    for name in ("SIGTERM", "SIGINT", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handle)

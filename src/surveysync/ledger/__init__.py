@@ -13,6 +13,7 @@ from surveysync.ledger.keys import PersonKeys, mask_email
 from surveysync.ledger.lock import Holder, InstanceLock, LockHeld
 from surveysync.ledger.requests import Claimable, Settlement
 from surveysync.ledger.store import Ledger, open_ledger
+from surveysync.ledger.suppressions import SuppressionTarget, suppression_target
 from surveysync.model import UNSETTLED, RequestStatus
 
 __all__ = [
@@ -30,8 +31,10 @@ __all__ = [
     "RequestFacts",
     "RequestStatus",
     "Settlement",
+    "SuppressionTarget",
     "create_ledger_engine",
     "mask_email",
     "new_id",
     "open_ledger",
+    "suppression_target",
 ]

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, delete, insert, select
 
 from surveysync.ledger.db import LedgerDb, chunks, upsert
+from surveysync.ledger.keys import PersonKeys, mask_email
 from surveysync.ledger.schema import suppressions
+from surveysync.rules import normalize_email
 
 SUPPRESSION_KINDS = ("email", "customer", "transaction")
 
@@ -93,3 +95,30 @@ def _email_row(
         "reason": reason and reason[:200],
         "created_at": now,
     }
+
+
+class SuppressionTarget(NamedTuple):
+    """Whom a suppression is about: its kind, its key and how it is shown (never an address)."""
+
+    kind: str
+    key: str
+    display: str
+
+
+def suppression_target(
+    keys: PersonKeys,
+    email: str | None = None,
+    customer_id: str | None = None,
+    transaction_id: str | None = None,
+) -> SuppressionTarget:
+    """The target for exactly one of an email (raises InvalidEmail), a customer id or a
+    transaction id."""
+    if email is not None:
+        normalized = normalize_email(email)
+        return SuppressionTarget("email", keys.email(normalized), mask_email(normalized))
+    if customer_id is not None:
+        return SuppressionTarget("customer", keys.customer(customer_id), f"customer {customer_id}")
+    if transaction_id is None:
+        raise ValueError("an email, a customer id or a transaction id is needed")
+    display = f"transaction {transaction_id}"
+    return SuppressionTarget("transaction", keys.transaction(transaction_id), display)

@@ -12,8 +12,9 @@ Never reads customer data itself; never sends anything.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,9 @@ class TemplateProblem:
         return f"{self.template} ({self.where}): {self.message}"
 
 
-def sample_context(first_name: str | None = "Sam", location_name: str | None = "Main St") -> dict[
-    str, Any
-]:
+def sample_context(
+    first_name: str | None = "Sam", location_name: str | None = "Main St"
+) -> dict[str, Any]:
     """Template data with recognisable links, for checks and previews."""
     return {
         "first_name": first_name or "",
@@ -189,3 +190,26 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, TemplateError | MissingLinks):
         return exc.message if isinstance(exc, TemplateError) and exc.message else str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def copy_builtin_templates(folder: Path) -> tuple[int, int]:
+    """Write the built-in templates into ``folder`` as a starting point for the operator's
+    own; files already there are left alone. Returns (written, kept)."""
+    written = kept = 0
+    for relative, text in _builtin_files(resources.files("surveysync") / "templates"):
+        target = folder.joinpath(*relative)
+        if target.exists():
+            kept += 1
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        written += 1
+    return written, kept
+
+
+def _builtin_files(root: Any, parts: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.is_dir():
+            yield from _builtin_files(entry, (*parts, entry.name))
+        elif entry.name.endswith((".txt", ".html")):
+            yield (*parts, entry.name), entry.read_text("utf-8")

@@ -26,7 +26,7 @@ Error tree::
 """
 
 from surveysync.sync.request import ProgressHook, RunReport, SyncError, SyncRequest
-from surveysync.sync.run import DryRunProvider, run_sync
+from surveysync.sync.run import DryRunProvider, run_exclusive, run_sync
 
 __all__ = [
     "DryRunProvider",
@@ -34,5 +34,6 @@ __all__ = [
     "RunReport",
     "SyncError",
     "SyncRequest",
+    "run_exclusive",
     "run_sync",
 ]

@@ -17,7 +17,7 @@ import structlog
 from surveysync import pos as pos_registry
 from surveysync import providers as provider_registry
 from surveysync.config import Settings
-from surveysync.ledger import Ledger, LedgerError, open_ledger
+from surveysync.ledger import InstanceLock, Ledger, LedgerError, open_ledger
 from surveysync.model import RequestStatus
 from surveysync.pos import PosError, PosUnavailable, SalesSource
 from surveysync.providers import OutgoingEmail, Provider, ProviderError, ProviderUnavailable
@@ -61,6 +61,19 @@ def run_sync(
                 chosen.close()
     finally:
         ledger.close()
+
+
+def run_exclusive(
+    settings: Settings, request: SyncRequest, *, progress: ProgressHook | None = None
+) -> RunReport:
+    """``run_sync`` holding the store's instance lock, as ``sync`` and ``backfill`` do, so
+    that they never run beside the daemon; a dry run writes nothing and needs no lock.
+    Raises LockHeld (a LedgerError naming the holder) when another surveysync runs."""
+    if request.dry_run:
+        return run_sync(settings, request, progress=progress)
+    url = settings.ledger.url.get_secret_value()
+    with InstanceLock(url, settings.store.id, request.kind):
+        return run_sync(settings, request, progress=progress)
 
 
 def _context(

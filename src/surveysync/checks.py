@@ -1,0 +1,78 @@
+"""Is this installation ready? The checks behind ``surveysync check`` (and the survey page's
+``/healthz``), as results, never as printed text: each says what was checked, whether it
+passed, and in plain words what was found.
+
+Checks only read: the POS through its read-only source, the ledger (opening it migrates it,
+as every command does), the templates, and one harmless provider call. Nothing is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from surveysync import pos, providers
+from surveysync.config import Settings
+from surveysync.ledger import LedgerError, migrate, open_ledger
+from surveysync.render import Renderer
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str  # config | pos | mapping | ledger | templates | provider
+    ok: bool
+    detail: str
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in order; a failed one does not stop the others."""
+    found = [
+        Check("config", True, f"store {settings.store.id!r}, {settings.store.timezone}"),
+        *check_pos(settings),
+    ]
+    for one in (check_ledger, check_templates, check_provider):
+        found.extend(one(settings))
+    return found
+
+
+def check_pos(settings: Settings) -> list[Check]:
+    return [Check(str(r.name), r.ok, r.detail) for r in pos.check(settings.pos, settings.store.tz)]
+
+
+def check_ledger(settings: Settings) -> list[Check]:
+    try:
+        ledger = open_ledger(settings)
+        try:
+            with ledger.reading() as conn:
+                revision = migrate.current_revision(conn)
+        finally:
+            ledger.close()
+    except LedgerError as exc:
+        return [Check("ledger", False, str(exc))]
+    return [Check("ledger", True, f"migrated to revision {revision} (newest)")]
+
+
+def check_templates(settings: Settings) -> list[Check]:
+    renderer = Renderer(settings.store, settings.email)
+    found = [Check("templates", False, str(p)) for p in renderer.templates.problems]
+    default = settings.store.default_locale
+    available = ", ".join(sorted(renderer.locales))
+    if default not in renderer.locales:
+        found.append(
+            Check("templates", False, f"store.default_locale {default!r} has none ({available})")
+        )
+    if found:
+        return found
+    custom = settings.email.templates_dir
+    return [Check("templates", True, f"{available}{f', custom folder {custom}' if custom else ''}")]
+
+
+def check_provider(settings: Settings) -> list[Check]:
+    try:
+        provider = providers.create(settings.provider)
+        try:
+            detail = provider.check()
+        finally:
+            provider.close()
+    except providers.ProviderError as exc:
+        return [Check("provider", False, str(exc))]
+    return [Check("provider", True, f"{settings.provider.kind.value}: {detail}")]
