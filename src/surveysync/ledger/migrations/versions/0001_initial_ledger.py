@@ -17,6 +17,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    _create_cooldowns()
+    _create_install()
+    _create_runs()
+    _create_suppressions()
+    _create_coverage()
+    _create_decisions()
+    _create_requests()
+
+
+def _create_cooldowns() -> None:
     op.create_table(
         "cooldowns",
         sa.Column("person_key", sa.String(length=200), nullable=False),
@@ -26,12 +36,18 @@ def upgrade() -> None:
         sa.Column("prev_request_id", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("person_key", name=op.f("pk_cooldowns")),
     )
+
+
+def _create_install() -> None:
     op.create_table(
         "install",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_install")),
     )
+
+
+def _create_runs() -> None:
     op.create_table(
         "runs",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -54,6 +70,8 @@ def upgrade() -> None:
             batch_op.f("ix_runs_store_started_at"), ["store", "started_at"], unique=False
         )
 
+
+def _create_suppressions() -> None:
     op.create_table(
         "suppressions",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -66,6 +84,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_suppressions")),
         sa.UniqueConstraint("kind", "key", name=op.f("uq_suppressions_kind_key")),
     )
+
+
+def _create_coverage() -> None:
     op.create_table(
         "coverage",
         sa.Column("store", sa.String(length=64), nullable=False),
@@ -75,6 +96,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_coverage_run_id_runs")),
         sa.PrimaryKeyConstraint("store", "day", name=op.f("pk_coverage")),
     )
+
+
+def _create_decisions() -> None:
     op.create_table(
         "decisions",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -101,6 +125,8 @@ def upgrade() -> None:
             batch_op.f("ix_decisions_store_customer_id"), ["store", "customer_id"], unique=False
         )
 
+
+def _create_requests() -> None:
     op.create_table(
         "requests",
         sa.Column("id", sa.String(length=32), nullable=False),
