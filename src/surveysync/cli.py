@@ -42,7 +42,7 @@ from surveysync.render import InvalidLink, Renderer, RenderError
 from surveysync.render.templates import copy_builtin_templates
 from surveysync.rules import InvalidEmail, normalize_email
 from surveysync.scheduler import Daemon, next_fire, schedule_status, stop_on_signals
-from surveysync.sync import RunReport, SyncError, SyncRequest, run_exclusive
+from surveysync.sync import RunReport, SyncError, SyncRequest, record_crashed_runs, run_exclusive
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -228,8 +228,9 @@ def _run(settings: Settings, request: SyncRequest) -> RunReport:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--days", default=14, show_default=True, help="How many days back to show.")
+@click.option("--all", "show_all", is_flag=True, help="List every unsettled request (not 50).")
 @click.pass_context
-def status(ctx: click.Context, as_json: bool, days: int) -> None:
+def status(ctx: click.Context, as_json: bool, days: int, show_all: bool) -> None:
     """Next fire, the daemon's heartbeat, last runs, days covered and missed, decisions by
     reason, requests not settled.
 
@@ -239,7 +240,9 @@ def status(ctx: click.Context, as_json: bool, days: int) -> None:
     settings = _settings(ctx)
     now = _now(settings)
     with _ledger(settings) as ledger:
-        result = reports.status(ledger, now, settings.store.tz, days)
+        record_crashed_runs(settings, ledger, now)
+        limit = None if show_all else 50
+        result = reports.status(ledger, now, settings.store.tz, days, unsettled_limit=limit)
     schedule = schedule_status(settings, now)
     if as_json:
         data = result.as_dict() | {"schedule": schedule}
@@ -247,7 +250,7 @@ def status(ctx: click.Context, as_json: bool, days: int) -> None:
     else:
         print_schedule(Output(), schedule, settings)
         print_status(Output(), result, settings)
-    if (result.runs and result.runs[0].status == "failed") or schedule["overdue"]:
+    if result.failing or schedule["overdue"]:
         ctx.exit(EXIT_FAILED)
 
 

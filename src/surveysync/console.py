@@ -180,20 +180,21 @@ def print_status(out: Output, result: reports.Status, settings: Settings) -> Non
     )
     out.table("Requests by status", ["status", "count"], sorted(result.requests_by_status.items()))
     if result.unsettled:
-        out.table(
-            "Requests not settled",
-            ["request", "status", "email", "transaction", "created"],
-            [
-                (
-                    u.request_id,
-                    u.status,
-                    u.email_masked,
-                    u.transaction_id,
-                    local_time(u.created_at, tz),
-                )
-                for u in result.unsettled
-            ],
-        )
+        _print_unsettled(out, result, tz)
+
+
+def _print_unsettled(out: Output, result: reports.Status, tz: ZoneInfo) -> None:
+    out.table(
+        "Requests not settled",
+        ["request", "status", "email", "transaction", "created"],
+        [
+            (u.request_id, u.status, u.email_masked, u.transaction_id, local_time(u.created_at, tz))
+            for u in result.unsettled
+        ],
+    )
+    more = result.unsettled_total - len(result.unsettled)
+    if more > 0:
+        out.line(f"and {more} more (surveysync status --all lists every one)")
 
 
 def print_explanation(out: Output, result: reports.ExplainResult, settings: Settings) -> None:

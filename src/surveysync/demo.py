@@ -175,10 +175,12 @@ class PosWriter:
         kind: str = "sale",
         employee_id: int | None = 1,
         finalized_at: datetime | None = None,
+        transaction_id: int | None = None,
     ) -> int:
         """Queue one transaction (``flush`` writes them); returns its id."""
-        transaction_id = self._next_id
-        self._next_id += 1
+        if transaction_id is None:
+            transaction_id = self._next_id
+        self._next_id = max(self._next_id, transaction_id) + 1
         self._rows.append(
             {
                 "id": transaction_id,

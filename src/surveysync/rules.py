@@ -219,7 +219,7 @@ class RunChoices:
     ``is_chosen``. Only the newest sale per key is kept.
     """
 
-    _newest: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    _newest: dict[str, tuple[datetime, tuple[int, int, str]]] = field(default_factory=dict)
 
     def offer(self, sale: Sale, keys: tuple[str, ...]) -> None:
         mark = _recency(sale)
@@ -234,6 +234,9 @@ class RunChoices:
         return all(self._newest.get(key, mark) <= mark for key in keys)
 
 
-def _recency(sale: Sale) -> tuple[datetime, str]:
-    # The transaction id breaks ties between sales stamped the same second.
-    return (sale.sale_at, sale.transaction_id)
+def _recency(sale: Sale) -> tuple[datetime, tuple[int, int, str]]:
+    # The transaction id breaks ties between sales stamped the same second: numerically
+    # when it is a number ("1046" is newer than "732"), else as text.
+    tid = sale.transaction_id
+    numeric = tid.isascii() and tid.isdigit()
+    return (sale.sale_at, (1, int(tid), "") if numeric else (0, 0, tid))

@@ -218,10 +218,15 @@ class Daemon:
 
     def _run_once(self, cutoff: datetime) -> tuple[RunReport | None, bool]:
         request = SyncRequest(
-            now=self._clock(), kind="scheduled", cutoff=cutoff, stop=self.stopping
+            now=self._clock(),
+            kind="scheduled",
+            cutoff=cutoff,
+            stop=self.stopping,
+            clock=self._clock,
         )
         try:
-            return run_sync(self.settings, request, provider=self._provider), False
+            held = self.lock is not None
+            return run_sync(self.settings, request, provider=self._provider, lock_held=held), False
         except SyncError as exc:
             return exc.report, exc.retryable
 

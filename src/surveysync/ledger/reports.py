@@ -53,6 +53,12 @@ class Status:
     reasons: Counter[str]
     requests_by_status: Counter[str]
     unsettled: list[UnsettledRow] = field(default_factory=list)
+    unsettled_total: int = 0  # all of them, when ``unsettled`` shows only the first ones
+
+    @property
+    def failing(self) -> bool:
+        """The latest run failed or crashed: monitoring should hear of it."""
+        return bool(self.runs) and self.runs[0].status in ("failed", "crashed")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +69,7 @@ class Status:
             "missed_days": [d.isoformat() for d in self.missed_days],
             "decisions_by_reason": dict(self.reasons),
             "requests_by_status": dict(self.requests_by_status),
+            "unsettled_total": self.unsettled_total,
             "unsettled": [
                 {
                     "request_id": u.request_id,
@@ -77,10 +84,14 @@ class Status:
         }
 
 
-def status(ledger: Ledger, now: datetime, tz: ZoneInfo, days: int = 14) -> Status:
+def status(
+    ledger: Ledger, now: datetime, tz: ZoneInfo, days: int = 14, unsettled_limit: int | None = 50
+) -> Status:
+    """``unsettled_limit``: how many unsettled requests to list (None: every one)."""
     since = now.astimezone(tz).date() - timedelta(days=days - 1)
     recent = _recent_runs(ledger, 10)
     covered = _covered_days(ledger, since)
+    by_status = _request_counts(ledger)
     return Status(
         store=ledger.store,
         runs=recent,
@@ -89,8 +100,9 @@ def status(ledger: Ledger, now: datetime, tz: ZoneInfo, days: int = 14) -> Statu
         covered_days=covered,
         missed_days=_missed(covered, since, now.astimezone(tz).date(), ledger),
         reasons=reason_counts(ledger),
-        requests_by_status=_request_counts(ledger),
-        unsettled=_unsettled(ledger),
+        requests_by_status=by_status,
+        unsettled=_unsettled(ledger, unsettled_limit),
+        unsettled_total=sum(by_status[s] for s in UNSETTLED),
     )
 
 
@@ -167,7 +179,7 @@ def _request_counts(ledger: Ledger) -> Counter[str]:
         return Counter({status: count for status, count in conn.execute(query)})
 
 
-def _unsettled(ledger: Ledger, limit: int = 50) -> list[UnsettledRow]:
+def _unsettled(ledger: Ledger, limit: int | None) -> list[UnsettledRow]:
     query = (
         select(
             requests.c.id,
@@ -177,7 +189,7 @@ def _unsettled(ledger: Ledger, limit: int = 50) -> list[UnsettledRow]:
             requests.c.created_at,
         )
         .where(requests.c.store == ledger.store, requests.c.status.in_(UNSETTLED))
-        .order_by(requests.c.created_at)
+        .order_by(requests.c.created_at, requests.c.id)
         .limit(limit)
     )
     with ledger.reading() as conn:

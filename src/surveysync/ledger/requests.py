@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, select, update
 
 from surveysync.ledger.claims import release
 from surveysync.ledger.db import LedgerDb
@@ -58,7 +58,11 @@ class Requests:
                 requests.c.sending_at,
             )
             .where(requests.c.store == self._store, requests.c.status == status)
-            .order_by(requests.c.created_at, requests.c.id)
+            # A call left in flight is repeated in the order it was made (batch_seq); a
+            # claim's requests share created_at, so the id only makes the order stable.
+            .order_by(
+                requests.c.batch_key, requests.c.batch_seq, requests.c.created_at, requests.c.id
+            )
             .limit(limit)
         )
         with self._db.reading() as conn:
@@ -77,17 +81,24 @@ class Requests:
         self, request_ids: Sequence[str], now: datetime, provider: str, batch_key: str
     ) -> None:
         """Committed before the provider is called: after a crash we know what was in flight,
-        and in which call, so that the call can be repeated whole under its key."""
+        in which call and in which order, so that the call can be repeated exactly under its
+        key. A repeat of the same call keeps the first attempt's ``sending_at`` (the emails
+        are rendered as of it, so the repeat is the same body byte for byte)."""
+        repeat = (requests.c.batch_key == batch_key) & requests.c.sending_at.is_not(None)
         values = {
             "status": RequestStatus.SENDING,
-            "sending_at": now,
+            "sending_at": case(
+                (repeat, requests.c.sending_at),
+                else_=bindparam("now", type_=requests.c.sending_at.type),
+            ),
             "provider": provider,
             "batch_key": batch_key,
+            "batch_seq": bindparam("seq"),
         }
+        params = [{"rid": rid, "seq": n, "now": now} for n, rid in enumerate(request_ids)]
         with self._db.transaction() as conn:
             conn.execute(
-                update(requests).where(requests.c.id == bindparam("rid")).values(**values),
-                [{"rid": rid} for rid in request_ids],
+                update(requests).where(requests.c.id == bindparam("rid")).values(**values), params
             )
 
     def mark_in_doubt(self, request_ids: Sequence[str]) -> None:

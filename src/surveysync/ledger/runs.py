@@ -2,7 +2,9 @@
 are decided and settled. The bookmark the next sync starts from is derived here.
 
 A day is marked covered only by a run that decided every sale in it and settled every
-request; coverage never moves backwards.
+request; coverage never moves backwards. A run's status is ``running`` until it ends as
+``succeeded``, ``stopped`` or ``failed``; one whose process died is found ``running`` by the
+next process that holds the store's lock, and recorded as ``crashed``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from sqlalchemy import func, insert, select, update
 
 from surveysync.ledger.db import LedgerDb, dialect_insert, later, new_id
 from surveysync.ledger.schema import coverage, runs
+
+CRASHED = "the process ended before the run did (killed, or the machine went down)"
 
 
 class Runs:
@@ -104,3 +108,20 @@ class Runs:
                 },
             )
             conn.execute(statement)
+
+    def mark_crashed(self, now: datetime) -> list[str]:
+        """Record as ``crashed`` every run of this store still marked ``running``. Call it only
+        while holding the store's instance lock: then no live process owns such a run (a
+        process killed with kill -9 never got to say how its run ended)."""
+        stale = (
+            (runs.c.store == self._store) & (runs.c.status == "running") & runs.c.dry_run.is_(False)
+        )
+        with self._db.transaction() as conn:
+            found = list(conn.scalars(select(runs.c.id).where(stale)))
+            if found:
+                conn.execute(
+                    update(runs)
+                    .where(stale)
+                    .values(status="crashed", error=CRASHED, finished_at=None)
+                )
+        return found

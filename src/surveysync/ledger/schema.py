@@ -124,6 +124,7 @@ requests = Table(
     Column("provider_message_id", String(255)),
     # The provider call it went out in: a crashed batch is resent whole, under one key.
     Column("batch_key", String(64)),
+    Column("batch_seq", Integer),  # its place in that call, so a repeat lists it alike
     Column("error", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("sending_at", UtcDateTime),

@@ -26,7 +26,7 @@ Error tree::
 """
 
 from surveysync.sync.request import ProgressHook, RunReport, SyncError, SyncRequest
-from surveysync.sync.run import DryRunProvider, run_exclusive, run_sync
+from surveysync.sync.run import DryRunProvider, record_crashed_runs, run_exclusive, run_sync
 
 __all__ = [
     "DryRunProvider",
@@ -34,6 +34,7 @@ __all__ = [
     "RunReport",
     "SyncError",
     "SyncRequest",
+    "record_crashed_runs",
     "run_exclusive",
     "run_sync",
 ]

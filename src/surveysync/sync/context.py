@@ -4,6 +4,7 @@ writes, its clock, and the report it fills in. Stages take it; none reaches into
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -29,6 +30,8 @@ class RunContext:
     # The run's clock: the moment it stands for, in store time. Set once; never read again.
     now: datetime
     tz: ZoneInfo
+    # Real times for the record (a run's start and end, each send); never for a decision.
+    clock: Callable[[], datetime]
 
     def check_stop(self) -> None:
         """Raise ``Stopped`` if the daemon asked this run to stop (only between batches)."""

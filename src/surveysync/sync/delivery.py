@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -60,12 +61,13 @@ class Delivery:
         for batch in batches(list(claimables), ctx.provider.max_batch_size):
             ctx.check_stop()  # what is claimed but not sent waits as pending
             key = batch_key or _batch_key([c.request_id for c in batch])
-            outgoing, unrenderable = self._render(batch, key)
-            ctx.ledger.requests.settle(unrenderable, ctx.now)
+            moment = ctx.clock()  # the call's time: its emails' Date and link expiry
+            outgoing, unrenderable = self._render(batch, key, moment)
+            ctx.ledger.requests.settle(unrenderable, moment)
             ctx.report.counts["failed"] += len(unrenderable)
             not_sent.update(s.request_id for s in unrenderable)
             if outgoing:
-                not_sent.update(self._send(outgoing))
+                not_sent.update(self._send(outgoing, moment))
         return not_sent
 
     def _candidate(self, item: Eligible) -> Candidate:
@@ -91,14 +93,16 @@ class Delivery:
         )
 
     def _render(
-        self, batch: Sequence[Claimable], batch_key: str
+        self, batch: Sequence[Claimable], batch_key: str, moment: datetime
     ) -> tuple[list[OutgoingEmail], list[Settlement]]:
         ctx = self._ctx
         outgoing: list[OutgoingEmail] = []
         failed: list[Settlement] = []
         for item in batch:
+            # A repeated call is rendered as of its first attempt: the same bytes again.
+            repeat = batch_key == item.batch_key and item.sending_at is not None
+            as_of = (item.sending_at if repeat and item.sending_at else moment).astimezone(ctx.tz)
             try:
-                as_of = (item.sending_at or ctx.now) if batch_key == item.batch_key else ctx.now
                 message = ctx.renderer.render(item.request_id, item.email, item.payload, as_of)
             except RenderError as exc:
                 log.warning("request.unrenderable", request_id=item.request_id, error=str(exc))
@@ -107,11 +111,11 @@ class Delivery:
             outgoing.append(OutgoingEmail(item.request_id, item.request_id, message, batch_key))
         return outgoing, failed
 
-    def _send(self, outgoing: Sequence[OutgoingEmail]) -> set[str]:
+    def _send(self, outgoing: Sequence[OutgoingEmail], moment: datetime) -> set[str]:
         """One provider call, settled; returns the ids of the requests that did not go out."""
         ctx = self._ctx
         ids = [o.request_id for o in outgoing]
-        ctx.ledger.requests.mark_sending(ids, ctx.now, ctx.provider.name, outgoing[0].batch_key)
+        ctx.ledger.requests.mark_sending(ids, moment, ctx.provider.name, outgoing[0].batch_key)
         try:
             results = ctx.provider.send(outgoing)
         except ProviderUnavailable as exc:
@@ -124,7 +128,7 @@ class Delivery:
                 for rid in ids
                 if rid not in settled
             ]
-            ctx.ledger.requests.settle(back, ctx.now)
+            ctx.ledger.requests.settle(back, ctx.clock())
             raise
         self._settle(results)
         self._hold_unanswered(set(ids) - {r.request_id for r in results})
@@ -138,7 +142,7 @@ class Delivery:
             for r in results
             if r.status != RequestStatus.IN_DOUBT
         ]
-        ctx.ledger.requests.settle(settlements, ctx.now)
+        ctx.ledger.requests.settle(settlements, ctx.clock())
         ctx.ledger.requests.mark_in_doubt(in_doubt)
         for result in results:
             ctx.report.counts[result.status] += 1

@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from surveysync.rules import SkipReason
 
@@ -58,3 +59,12 @@ class SyncRequest:
     cutoff: datetime | None = None
     # Set from another thread to stop the run at the next batch boundary.
     stop: threading.Event | None = None
+    # What the ledger records as the real time of a run's start and end and of each send
+    # (default: ``now`` moved on by the time that really passed). Tests inject their own.
+    clock: Callable[[], datetime] | None = None
+
+    def wall_clock(self) -> Callable[[], datetime]:
+        if self.clock is not None:
+            return self.clock
+        anchor, started = self.now, time.monotonic()
+        return lambda: anchor + timedelta(seconds=time.monotonic() - started)

@@ -17,7 +17,7 @@ import structlog
 from surveysync import pos as pos_registry
 from surveysync import providers as provider_registry
 from surveysync.config import Settings
-from surveysync.ledger import InstanceLock, Ledger, LedgerError, open_ledger
+from surveysync.ledger import InstanceLock, Ledger, LedgerError, LockHeld, open_ledger
 from surveysync.model import RequestStatus
 from surveysync.pos import PosError, PosUnavailable, SalesSource
 from surveysync.providers import OutgoingEmail, Provider, ProviderError, ProviderUnavailable
@@ -39,8 +39,12 @@ def run_sync(
     *,
     provider: Provider | None = None,
     progress: ProgressHook | None = None,
+    lock_held: bool = False,
 ) -> RunReport:
-    """Run once. Raises SyncError (with the report attached) if the run fails."""
+    """Run once. Raises SyncError (with the report attached) if the run fails.
+
+    ``lock_held``: the caller holds the store's instance lock, so any run of this store
+    still marked running belongs to a dead process and is recorded as crashed first."""
     ledger = _open_ledger(settings, request.dry_run)
     try:
         pos = _open_pos(settings)
@@ -54,6 +58,8 @@ def run_sync(
                 DryRunProvider() if request.dry_run else chosen,
                 progress or (lambda event, amount: None),
             )
+            if lock_held and not request.dry_run:
+                _record_crashed(ledger, ctx.clock())
             return _Lifecycle(ctx).execute()
         finally:
             pos.close()
@@ -73,7 +79,7 @@ def run_exclusive(
         return run_sync(settings, request, progress=progress)
     url = settings.ledger.url.get_secret_value()
     with InstanceLock(url, settings.store.id, request.kind):
-        return run_sync(settings, request, progress=progress)
+        return run_sync(settings, request, progress=progress, lock_held=True)
 
 
 def _context(
@@ -89,7 +95,19 @@ def _context(
     start, end = _window(settings, request, ledger, now)
     report = RunReport("", request.kind, request.dry_run, start, end)
     renderer = Renderer(settings.store, settings.email)
-    return RunContext(settings, request, ledger, pos, provider, renderer, progress, report, now, tz)
+    return RunContext(
+        settings,
+        request,
+        ledger,
+        pos,
+        provider,
+        renderer,
+        progress,
+        report,
+        now,
+        tz,
+        request.wall_clock(),
+    )
 
 
 def _window(
@@ -106,6 +124,26 @@ def _window(
     start = sync_start(ledger.runs.sync_bookmark(), first, settings.sync.lookback_days)
     end = (request.cutoff or now).astimezone(tz)
     return min(start, end), end
+
+
+def record_crashed_runs(settings: Settings, ledger: Ledger, now: datetime) -> list[str]:
+    """For ``status``: when no surveysync holds this store's lock, its runs still marked
+    running belong to dead processes; record them as crashed. Returns their ids."""
+    url = settings.ledger.url.get_secret_value()
+    try:
+        with InstanceLock(url, settings.store.id, "status"):
+            return ledger.runs.mark_crashed(now)
+    except LockHeld:  # a live surveysync owns the running run
+        return []
+
+
+def _record_crashed(ledger: Ledger, now: datetime) -> None:
+    try:
+        crashed = ledger.runs.mark_crashed(now)
+    except LedgerError as exc:
+        raise SyncError(str(exc)) from exc
+    if crashed:
+        log.warning("runs.crashed", run_ids=crashed, count=len(crashed))
 
 
 def _open_ledger(settings: Settings, dry_run: bool) -> Ledger:
@@ -150,7 +188,7 @@ class _Lifecycle:
 
     def execute(self) -> RunReport:
         ctx, report = self._ctx, self._ctx.report
-        report.run_id = ctx.ledger.runs.start(report.kind, ctx.now, dry_run=report.dry_run)
+        report.run_id = ctx.ledger.runs.start(report.kind, ctx.clock(), dry_run=report.dry_run)
         ctx.ledger.runs.set_window(report.run_id, report.window_start, report.window_end)
         structlog.contextvars.bind_contextvars(run_id=report.run_id, store=ctx.settings.store.id)
         log.info(
@@ -187,7 +225,7 @@ class _Lifecycle:
     def _succeeded(self) -> RunReport:
         ctx, report = self._ctx, self._ctx.report
         report.status = "succeeded"
-        ctx.ledger.runs.finish(report.run_id, ctx.now, report.status, dict(report.counts))
+        ctx.ledger.runs.finish(report.run_id, ctx.clock(), report.status, dict(report.counts))
         log.info(
             "run.finished",
             run_id=report.run_id,
@@ -213,7 +251,7 @@ class _Lifecycle:
         )
         try:
             counts = dict(report.counts)
-            ctx.ledger.runs.finish(report.run_id, ctx.now, "failed", counts, str(exc))
+            ctx.ledger.runs.finish(report.run_id, ctx.clock(), "failed", counts, str(exc))
         except LedgerError:
             log.exception("run.not_recorded", run_id=report.run_id)
         error = SyncError(f"run {report.run_id} failed: {exc}", retryable=_retryable(exc))
@@ -223,7 +261,7 @@ class _Lifecycle:
     def _stopped(self) -> RunReport:
         ctx, report = self._ctx, self._ctx.report
         report.status = "stopped"
-        ctx.ledger.runs.finish(report.run_id, ctx.now, "stopped", dict(report.counts))
+        ctx.ledger.runs.finish(report.run_id, ctx.clock(), "stopped", dict(report.counts))
         log.warning(
             "run.stopped",
             run_id=report.run_id,
