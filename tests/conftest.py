@@ -59,7 +59,7 @@ class Store:
         self.ledger_url = ledger_url or f"sqlite:///{self.ledger_path.as_posix()}"
         self.outbox = root / "outbox"
         self.config_path = root / "surveysync.toml"
-        self.first_run_start = "2026-01-01T00:00:00"
+        self.first_run_start: str | None = "2026-01-01T00:00:00"  # None: not configured
         self.extra: dict[str, dict[str, str]] = {}
 
     def customer(self, customer_id: str, email_address: str | None = None, **kwargs: Any) -> None:
@@ -84,7 +84,9 @@ class Store:
             },
             "pos": {"url": f'"sqlite:///{(self.root / "pos.sqlite").as_posix()}"'},
             "ledger": {"url": f'"{self.ledger_url}"'},
-            "sync": {"first_run_start": self.first_run_start},
+            "sync": {}
+            if self.first_run_start is None
+            else {"first_run_start": self.first_run_start},
             "provider": {"outbox_dir": f'"{self.outbox.as_posix()}"'},
             "schedule": {"heartbeat_file": f'"{(self.root / "heartbeat.json").as_posix()}"'},
         }

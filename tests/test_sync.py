@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -271,3 +272,21 @@ def test_a_backfill_after_a_gap_does_not_make_the_next_sync_skip_the_gap(store: 
     store.run(local(2026, 11, 17, 23))
 
     assert store.recipients() == ["c0@example.com", "c1@example.com", "c2@example.com"]
+
+
+def test_the_first_nights_read_nothing_from_before_surveysync_was_installed(
+    tmp_path: Path,
+) -> None:
+    """Installed at 10:00, a catch-up then the first night: sales from the days before the
+    install are never asked about, though the look-back would reach them."""
+    store = Store(tmp_path)
+    store.first_run_start = None  # not configured: the day of the first run is the floor
+    for n, day in enumerate((17, 18, 19, 20)):
+        store.customer(f"C{n}")
+        store.pos.sale(f"C{n}", datetime(2026, 11, day, 9, 0))
+    installed = local(2026, 11, 20, 10)
+    catch_up = store.run(installed, cutoff=local(2026, 11, 19, 23))
+    assert catch_up.counts["sent"] == 0
+    night = store.run(local(2026, 11, 20, 23, 5), cutoff=local(2026, 11, 20, 23))
+    assert night.window_start == local(2026, 11, 20, 0)
+    assert store.decisions() == {"4": "request"}

@@ -75,6 +75,15 @@ class Runs:
             )
         return end
 
+    def first_started(self) -> datetime | None:
+        """When this store's first real run started (None: it never ran)."""
+        query = select(func.min(runs.c.started_at)).where(
+            runs.c.store == self._store, runs.c.dry_run.is_(False)
+        )
+        with self._db.reading() as conn:
+            first: datetime | None = conn.scalar(query)
+        return first
+
     def sync_bookmark(self) -> datetime | None:
         """Where the next sync picks up: the cutoff of the latest successful sync run.
 

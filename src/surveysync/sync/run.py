@@ -116,14 +116,30 @@ def _window(
     tz = settings.store.tz
     if request.kind == "backfill" and request.since is not None:
         return backfill_bounds(request.since, request.until, now, tz)
-    first = settings.sync.first_run_start  # naive means store-local; unset: start of today
-    if first is None:
-        first = day_start(now.date(), tz)
-    elif first.tzinfo is None:
-        first = first.replace(tzinfo=tz)
-    start = sync_start(ledger.runs.sync_bookmark(), first, settings.sync.lookback_days)
+    floor = _first_run_start(settings, ledger, now)
+    start = sync_start(ledger.runs.sync_bookmark(), floor, settings.sync.lookback_days)
+    # No look-back or catch-up reads past the floor: surveysync never asks about a sale
+    # from before it was installed (only ``backfill`` goes earlier).
+    start = max(start, floor)
     end = (request.cutoff or now).astimezone(tz)
     return min(start, end), end
+
+
+def _first_run_start(settings: Settings, ledger: Ledger, now: datetime) -> datetime:
+    """``sync.first_run_start`` (naive means store time), else the start of the day this
+    store first ran, kept in the ledger from that first run on."""
+    tz = settings.store.tz
+    configured = settings.sync.first_run_start
+    if configured is not None:
+        return configured.replace(tzinfo=tz) if configured.tzinfo is None else configured
+    name = f"first_run_start:{settings.store.id}"
+    stored = ledger.install.get(name)
+    if stored is not None:
+        return datetime.fromisoformat(stored)
+    first = ledger.runs.first_started() or now
+    floor = day_start(first.astimezone(tz).date(), tz)
+    ledger.install.set(name, floor.isoformat())
+    return floor
 
 
 def record_crashed_runs(settings: Settings, ledger: Ledger, now: datetime) -> list[str]:
