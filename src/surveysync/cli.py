@@ -72,8 +72,10 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 
 
 def _settings(ctx: click.Context) -> Settings:
+    """The configuration every command but ``init``, ``demo`` and ``--help`` needs: without a
+    config file, nothing runs against defaults (exit 2, saying where it looked)."""
     try:
-        settings = load_settings(ctx.obj["config_path"])
+        settings = load_settings(ctx.obj["config_path"], require_file=True)
     except ConfigError as exc:
         raise ConfigProblem(str(exc)) from None
     _configure_logs(settings)
@@ -132,7 +134,7 @@ def check(ctx: click.Context) -> None:
     """Check config, POS, mapped columns, ledger and provider: one line each."""
     out = Output()
     try:
-        settings = load_settings(ctx.obj["config_path"])
+        settings = load_settings(ctx.obj["config_path"], require_file=True)
     except ConfigError as exc:
         out.line(f"config    failed  {exc}")
         ctx.exit(EXIT_USAGE)
@@ -340,7 +342,7 @@ def suppress_add(
     if link is not None:
         if any(v is not None for v in (email, customer_id, transaction_id)):
             raise click.UsageError("give exactly one of --email, --customer, --transaction, --link")
-        _unsubscribe_by_link(settings, link)
+        _unsubscribe_by_link(settings, link, reason)
         return
     with _ledger(settings) as ledger:
         target = _suppression_target(ledger, email, customer_id, transaction_id)
@@ -348,16 +350,18 @@ def suppress_add(
     click.echo(f"{'suppressed' if added else 'already suppressed'}: {target.display}")
 
 
-def _unsubscribe_by_link(settings: Settings, link: str) -> None:
+def _unsubscribe_by_link(settings: Settings, link: str, reason: str | None) -> None:
     signer = links.link_signer(settings.email)
     with _ledger(settings) as ledger:
         try:
-            now = _now(settings)
-            verified = links.unsubscribe_by_link(ledger, signer, link, now, source="admin")
+            verified = links.unsubscribe_by_link(
+                ledger, signer, link, _now(settings), source="admin", reason=reason
+            )
         except InvalidLink as exc:
             raise RunFailed(f"link refused ({exc}); nothing was changed") from None
     request = verified.request
-    click.echo(f"suppressed: {request.email_masked} (store {request.store}, {request.request_id})")
+    verb = "already suppressed" if verified.already_suppressed else "suppressed"
+    click.echo(f"{verb}: {request.email_masked} (store {request.store}, {request.request_id})")
 
 
 @suppress.command("remove")
@@ -377,12 +381,15 @@ def suppress_remove(
 
 
 @suppress.command("list")
+@click.option(
+    "--show-addresses", is_flag=True, help="Show the addresses the ledger still holds (unmasked)."
+)
 @click.pass_context
-def suppress_list(ctx: click.Context) -> None:
-    """List every suppression (emails shown masked)."""
+def suppress_list(ctx: click.Context, show_addresses: bool) -> None:
+    """List every suppression (emails shown masked unless --show-addresses)."""
     settings = _settings(ctx)
     with _ledger(settings) as ledger:
-        rows = ledger.suppressions.all()
+        rows = ledger.suppressions.all(show_addresses=show_addresses)
     print_suppressions(Output(), rows, settings.store.tz)
 
 

@@ -519,10 +519,13 @@ def load_settings(path: Path | None = None, *, require_file: bool = False) -> Se
 
     Raises ConfigError with one line per problem.
     """
+    given = path
     path = _config_path(path)
     if path is not None and not path.is_file():
-        if require_file or path != DEFAULT_CONFIG_PATH:
+        if path != DEFAULT_CONFIG_PATH or given is not None:
             raise ConfigError(f"config file {str(path)!r} does not exist (run `surveysync init`)")
+        if require_file:
+            raise ConfigError(_no_config())
         path = None
     bound = type("BoundSettings", (Settings,), {"_toml_path": path})
     try:
@@ -531,6 +534,14 @@ def load_settings(path: Path | None = None, *, require_file: bool = False) -> Se
         raise ConfigError(_describe(exc, path)) from None
     except ValueError as exc:  # malformed TOML surfaces as tomllib.TOMLDecodeError
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _no_config() -> str:
+    return (
+        f"no configuration file: looked for --config PATH, then ${CONFIG_PATH_ENV}, then "
+        f"./{DEFAULT_CONFIG_PATH} (not found in {Path.cwd()}); make one with "
+        "`surveysync init`, edit it, then run `surveysync check`"
+    )
 
 
 def _config_path(path: Path | None) -> Path | None:

@@ -136,7 +136,9 @@ def print_report(out: Output, report: RunReport, settings: Settings) -> None:
 
 def print_schedule(out: Output, schedule: dict[str, Any], settings: Settings) -> None:
     tz = settings.store.tz
-    out.line(f"next nightly run: {local_time(datetime.fromisoformat(schedule['next_fire']), tz)}")
+    source = "the running daemon" if schedule["next_fire_from"] == "daemon" else "config"
+    upcoming = local_time(datetime.fromisoformat(schedule["next_fire"]), tz)
+    out.line(f"next nightly run: {upcoming} (from {source})")
     beat = schedule["heartbeat"]
     if beat is None:
         out.line("daemon: no heartbeat yet (`surveysync run` has not run with this config)")
@@ -207,15 +209,16 @@ def print_explanation(out: Output, result: reports.ExplainResult, settings: Sett
         return
     out.table(
         f"Decisions for {result.subject}",
-        ["sale", "transaction", "location", "decision", "rule", "request"],
+        ["sale", "transaction", "location", "decision", "rule", "request", "sent"],
         [
             (
                 local_time(r.sale_at, tz),
                 r.transaction_id,
-                r.location_id or "-",
+                _location(r, settings),
                 r.decision,
                 r.reason or "all rules passed",
                 r.request_status or "-",
+                local_time(r.sent_at, tz),
             )
             for r in result.rows
         ],
@@ -223,6 +226,14 @@ def print_explanation(out: Output, result: reports.ExplainResult, settings: Sett
     for reason in dict.fromkeys(r.reason for r in result.rows if r.reason):
         out.line(f"  {reason}: {REASON_TEXT[SkipReason(reason)]}")
     out.line(next_ask_line(result, tz))
+
+
+def _location(row: reports.Explanation, settings: Settings) -> str:
+    """The location's name (as the request kept it, or as the config lists it) and its id."""
+    if row.location_id is None:
+        return "-"
+    name = row.location_name or settings.store.locations.get(row.location_id)
+    return f"{name} ({row.location_id})" if name else row.location_id
 
 
 def next_ask_line(result: reports.ExplainResult, tz: Any) -> str:

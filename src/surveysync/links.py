@@ -10,7 +10,7 @@ Reads the ledger, never the POS; sends nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -28,6 +28,7 @@ class VerifiedLink:
     request: RequestRow
     score: int | None  # None: an unsubscribe link
     expires_at: datetime
+    already_suppressed: bool = False  # set by unsubscribe_by_link
 
     @property
     def is_unsubscribe(self) -> bool:
@@ -53,9 +54,16 @@ def verify_link(ledger: Ledger, signer: LinkSigner, link: str, now: datetime) ->
 
 
 def unsubscribe_by_link(
-    ledger: Ledger, signer: LinkSigner, link: str, now: datetime, *, source: str = "link"
+    ledger: Ledger,
+    signer: LinkSigner,
+    link: str,
+    now: datetime,
+    *,
+    source: str = "link",
+    reason: str | None = None,
 ) -> VerifiedLink:
-    """Never ask this person again, in any store sharing the ledger.
+    """Never ask this person again, in any store sharing the ledger. ``already_suppressed``
+    on the answer says whether they were before.
 
     Any valid link of the request will do: someone who found the score links but not the
     unsubscribe one still means it.
@@ -64,7 +72,7 @@ def unsubscribe_by_link(
     request = verified.request
     kind = "email" if request.person_key.startswith("e:") else "customer"
     added = ledger.suppressions.add(
-        kind, request.person_key, request.email_masked, source, "unsubscribe link", now
+        kind, request.person_key, request.email_masked, source, reason or "unsubscribe link", now
     )
     log.info(
         "link.unsubscribed",
@@ -72,4 +80,4 @@ def unsubscribe_by_link(
         request_store=request.store,
         already=not added,
     )
-    return verified
+    return replace(verified, already_suppressed=not added)

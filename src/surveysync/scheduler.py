@@ -270,8 +270,13 @@ def schedule_status(settings: Settings, now: datetime) -> dict[str, Any]:
     """For ``status``: the next nightly fire, the daemon's heartbeat, and whether the daemon
     is overdue (its heartbeat promised a fire that has long passed)."""
     beat = heartbeat.read(settings.schedule.heartbeat_file)
+    # A running daemon knows its own schedule (it may have been started with another
+    # schedule.at, through the environment); the config speaks only when none runs.
+    live = beat is not None and beat.state != "stopped" and bool(beat.next_fire)
+    fire = beat.next_fire if live and beat is not None else next_fire(settings, now).isoformat()
     return {
-        "next_fire": next_fire(settings, now).isoformat(),
+        "next_fire": fire,
+        "next_fire_from": "daemon" if live else "config",
         "heartbeat": None if beat is None else vars(beat),
         "overdue": beat is not None and beat.overdue(now),
     }

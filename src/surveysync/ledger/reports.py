@@ -242,6 +242,8 @@ class Explanation:
     request_status: str | None
     next_eligible: datetime | None  # None: now, or never when unsubscribed
     unsubscribed: bool
+    location_name: str | None = None  # as the request kept it (skips have only the id)
+    sent_at: datetime | None = None  # when the provider took the email (sent requests)
 
     @property
     def decision(self) -> str:
@@ -271,7 +273,12 @@ def explain(
     with ledger.reading() as conn:
         found = (
             conn.execute(
-                select(decisions, requests.c.status.label("request_status"))
+                select(
+                    decisions,
+                    requests.c.status.label("request_status"),
+                    requests.c.location_name,
+                    requests.c.settled_at,
+                )
                 .outerjoin(requests, requests.c.id == decisions.c.request_id)
                 .where(decisions.c.store == ledger.store, condition)
                 .order_by(decisions.c.sale_at)
@@ -292,6 +299,8 @@ def explain(
             row["request_status"],
             next_at,
             bool(suppressed),
+            row["location_name"],
+            row["settled_at"] if row["request_status"] == "sent" else None,
         )
         for row in found
     ]

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from surveysync.ledger.db import LedgerDb, chunks, upsert
 from surveysync.ledger.keys import PersonKeys, mask_email
-from surveysync.ledger.schema import suppressions
+from surveysync.ledger.schema import requests, suppressions
 from surveysync.rules import normalize_email
 
 SUPPRESSION_KINDS = ("email", "customer", "transaction")
@@ -78,10 +78,28 @@ class Suppressions:
             )
             return bool(result.rowcount)
 
-    def all(self) -> list[dict[str, Any]]:
+    def all(self, *, show_addresses: bool = False) -> list[dict[str, Any]]:
+        """Every suppression, oldest first, shown masked; ``show_addresses`` shows instead the
+        address the ledger still holds for an email suppression (only while one of that
+        person's requests is unsettled: the ledger keeps none longer)."""
         with self._db.reading() as conn:
             rows = conn.execute(select(suppressions).order_by(suppressions.c.created_at))
-            return [dict(row) for row in rows.mappings()]
+            found = [dict(row) for row in rows.mappings()]
+            if show_addresses:
+                held = _held_addresses(conn, [r["key"] for r in found if r["kind"] == "email"])
+                for row in found:
+                    row["display"] = held.get(row["key"], row["display"])
+        return found
+
+
+def _held_addresses(conn: Connection, keys: Sequence[str]) -> dict[str, str]:
+    held: dict[str, str] = {}
+    for part in chunks(keys):
+        query = select(requests.c.person_key, requests.c.email).where(
+            requests.c.person_key.in_(part), requests.c.email.is_not(None)
+        )
+        held.update({key: address for key, address in conn.execute(query)})
+    return held
 
 
 def _email_row(
