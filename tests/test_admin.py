@@ -75,9 +75,11 @@ def _unsubscribe_link(store: Store) -> str:
 
 
 def test_suppress_by_link_keeps_the_given_reason_and_says_when_it_was_already_there(
-    store: Store,
+    tmp_path: Path, ledger_url: str
 ) -> None:
-    """--reason is what the ledger keeps; a second time, the command says it was already so."""
+    """--reason is what the ledger keeps; a second time, the command says it was already so
+    (on every ledger backend)."""
+    store = Store(tmp_path, ledger_url)
     store.customer("C1")
     store.pos.sale("C1", datetime(2026, 11, 20, 10, 0))
     store.run(local(2026, 11, 20, 23))

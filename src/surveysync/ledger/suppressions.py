@@ -49,8 +49,9 @@ class Suppressions:
             "created_at": now,
         }
         with self._db.transaction() as conn:
-            result = conn.execute(upsert(conn, suppressions, ["kind", "key"], row, update=False))
-            return bool(result.rowcount)
+            statement = upsert(conn, suppressions, ["kind", "key"], row, update=False)
+            # RETURNING, not rowcount: psycopg reports -1 for every INSERT ... ON CONFLICT.
+            return conn.execute(statement.returning(suppressions.c.id)).first() is not None
 
     def add_emails(
         self, rows: Sequence[tuple[str, str, str | None]], source: str, now: datetime
