@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from surveysync.alerts import IN_FLIGHT_LIMIT, AlertCounts, send_due
+from surveysync.alerts import IN_FLIGHT_LIMIT, AlertCounts, retry_pause, send_due
 from surveysync.config import ConfigError, Settings, load_settings
 from surveysync.ledger import Ledger, open_ledger
 from surveysync.model import ResponseStatus
@@ -234,6 +234,34 @@ def test_a_refused_manager_address_is_logged_loudly_and_not_retried(
     assert server.handler.mail_commands == 1
     assert alert_rows(store) == [("detractor", "rejected", 1)]
     assert MANAGER not in quiet_logs.getvalue()
+
+
+def test_an_alert_one_address_got_is_sent_and_the_refused_address_logged(
+    store: Store, start_server: StartServer
+) -> None:
+    """When one of two addresses is refused, the other still gets the alert, it is not
+    sent again, and the refusal is logged as an error."""
+    owner = "owner@demo-cycles.example"
+    server = start_server(Handler(refuse={owner: "550 5.1.1 no such user"}))
+    settings = configure(store, smtp_port=server.port, to=(MANAGER, owner))
+    answer_three(settings)
+
+    with capture_logs() as events:
+        counts = deliver(settings, NOW)
+    deliver(settings, NOW + timedelta(hours=1))
+
+    assert (counts.sent, counts.rejected) == (1, 0)
+    assert server.handler.recipients() == [MANAGER]
+    assert [e["to"] for e in events if e["event"] == "alert.rejected"] == [
+        "o***@demo-cycles.example"
+    ]
+    assert alert_rows(store) == [("detractor", "sent", 1)]
+
+
+def test_the_pause_between_tries_doubles_up_to_an_hour() -> None:
+    """An alert the provider could not take waits 1, 2, 4 ... minutes, never over an hour."""
+    pauses = [retry_pause(attempts) for attempts in (1, 2, 3, 7, 8, 50)]
+    assert pauses == [timedelta(minutes=m) for m in (1, 2, 4, 60, 60, 60)]
 
 
 def test_an_alert_goes_to_every_address_listed(store: Store, start_server: StartServer) -> None:
@@ -531,6 +559,28 @@ def test_after_a_crash_an_idempotent_provider_gets_the_same_alert_again(store: S
         assert again[header] == first[header]
     assert parts(again) == parts(first)
     assert alert_rows(store) == [("detractor", "sent", 2)]
+
+
+def test_a_repeat_the_provider_cannot_take_stays_in_flight_until_it_can(
+    store: Store, tmp_path: Path
+) -> None:
+    """The repeat of an alert a crash left in flight, refused for now, waits in flight and
+    goes out later as the same email (never as a new one under the old key)."""
+    settings = configure(store)
+    answer_three(settings)
+    with pytest.raises(Crash):
+        deliver(settings, NOW, provider=CrashAfterSend(OutboxProvider(store.outbox)))
+    [first] = store.messages()
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the outbox should be")
+    later = NOW + IN_FLIGHT_LIMIT + timedelta(minutes=1)
+
+    assert deliver(settings, later, provider=OutboxProvider(blocked / "outbox")).waiting == 1
+    assert alert_rows(store) == [("detractor", "sending", 2)]
+    assert deliver(settings, later + timedelta(minutes=1)).sent == 1
+
+    [again] = store.messages()
+    assert (again["Message-ID"], again["Date"]) == (first["Message-ID"], first["Date"])
 
 
 # --- configuration ------------------------------------------------------------------------
