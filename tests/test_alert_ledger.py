@@ -155,7 +155,8 @@ def test_settling_records_the_outcome_and_counts_attempts(
     [in_flight] = ledger.alerts.in_flight(before=later + timedelta(seconds=1))
     assert (in_flight.attempts, in_flight.in_flight) == (2, True)
 
-    ledger.alerts.settle(alert.alert_id, RequestStatus.SENT, later, message_id="<m@x>")
+    assert ledger.alerts.settle(alert.alert_id, RequestStatus.SENT, later, message_id="<m@x>")
+    assert not ledger.alerts.settle(alert.alert_id, RequestStatus.IN_DOUBT, later)  # settled
     assert ledger.alerts.unsettled() == {}
     assert ledger.alerts.pending() == []
 

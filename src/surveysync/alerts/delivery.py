@@ -149,9 +149,9 @@ class _Dispatch:
         self.composer = AlertComposer(settings)
 
     def run(self) -> None:
-        self._resume_in_flight()
+        reachable = self._resume_in_flight()
         pending = self.ledger.alerts.pending()
-        due = [a for a in pending if self._due(a)]
+        due = [a for a in pending if self._due(a)] if reachable else []
         self.counts.waiting += len(pending) - len(due)
         for position, alert in enumerate(due):
             if not self._send(alert):  # the provider is down: the rest waits with it
@@ -162,20 +162,25 @@ class _Dispatch:
         last_try = alert.sending_at
         return last_try is None or self.now >= last_try + retry_pause(alert.attempts)
 
-    def _resume_in_flight(self) -> None:
+    def _resume_in_flight(self) -> bool:
+        """Repeat or hold in doubt what a crash left in flight; False when the provider
+        could not take a repeat (then the queue waits too)."""
         for alert in self.ledger.alerts.in_flight(before=self.now - IN_FLIGHT_LIMIT):
             if self.provider.honours_idempotency_key:
                 log.warning("alert.repeating", alert_id=alert.alert_id, provider=self.provider.name)
-                self._send(alert)
+                if not self._send(alert):
+                    return False
                 continue
-            self.ledger.alerts.settle(
+            held = self.ledger.alerts.settle(
                 alert.alert_id,
                 RequestStatus.IN_DOUBT,
                 self.now,
                 error="a crash interrupted its sending; not sent again, so as never to send twice",
             )
-            self.counts.in_doubt += 1
-            log.error("alert.in_doubt", alert_id=alert.alert_id, kind=alert.kind)
+            if held:  # (another process may have held it a moment before)
+                self.counts.in_doubt += 1
+                log.error("alert.in_doubt", alert_id=alert.alert_id, kind=alert.kind)
+        return True
 
     def _send(self, alert: DueAlert) -> bool:
         """Claim, compose, send, settle one alert; False when the provider is unavailable."""

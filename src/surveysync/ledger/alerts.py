@@ -193,19 +193,20 @@ class Alerts:
         *,
         message_id: str | None = None,
         error: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Record what the provider said. ``pending``: nothing went out, it waits for the
         next try (``sending_at`` then says when this one was); ``in_doubt``: it may have, it
-        is never sent again automatically."""
+        is never sent again automatically. False when the alert was not in flight (any more)."""
         values: dict[str, Any] = {"status": status, "error": error and error[:_ERROR_LIMIT]}
         if status.settled:
             values |= {"settled_at": now, "provider_message_id": message_id}
         with self._db.transaction() as conn:
-            conn.execute(
+            settled = conn.execute(
                 update(alerts)
                 .where(alerts.c.id == alert_id, alerts.c.status == RequestStatus.SENDING)
                 .values(**values)
             )
+            return bool(settled.rowcount)
 
     def unsettled(self) -> dict[str, int]:
         """How many alerts of this store wait, are in flight or in doubt (for `status`)."""
