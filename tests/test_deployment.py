@@ -304,6 +304,7 @@ def test_a_built_wheel_carries_every_file_the_program_reads(tmp_path: Path) -> N
     wanted = [
         p.relative_to(shipped).as_posix()
         for pattern in ("surveysync/data/*", "surveysync/templates/**/*.*",
+                        "surveysync/alerts/templates/*.*",
                         "surveysync/ledger/migrations/versions/*.py")
         for p in shipped.glob(pattern)
     ]  # fmt: skip

@@ -416,6 +416,63 @@ class EmailSettings(Section):
         return self
 
 
+class AlertMode(StrEnum):
+    EACH = "each"  # one small email per detractor, as soon as the answer is final
+    DIGEST = "digest"  # one email a day listing the day's detractors
+    BOTH = "both"
+
+
+class DigestSchedule(StrEnum):
+    DAILY = "daily"
+    OFF = "off"
+
+
+class AlertSettings(Section):
+    """Emails to the store manager about detractors: one per answer, a daily digest, or both."""
+
+    # Who gets them (the store manager); empty: no alerts at all.
+    to: list[str] = Field(default_factory=list)
+    # An answer of this score or lower is a detractor's (NPS: 0 to 6).
+    detractor_max: Annotated[int, Field(ge=0, le=10)] = 6
+    mode: AlertMode = AlertMode.EACH
+    # "daily" with mode "digest" or "both"; "off" with mode "each".
+    digest: DigestSchedule = DigestSchedule.OFF
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                validate_email(address, check_deliverability=False)
+            except EmailNotValidError as exc:
+                raise ValueError(f"{address!r} is not an email address: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _digest_matches_mode(self) -> AlertSettings:
+        wants_digest = self.mode is not AlertMode.EACH
+        if wants_digest and self.digest is DigestSchedule.OFF:
+            raise ValueError(f"alerts.mode = {self.mode.value!r} needs alerts.digest = 'daily'")
+        if not wants_digest and self.digest is not DigestSchedule.OFF:
+            raise ValueError(
+                f"alerts.digest = {self.digest.value!r} needs alerts.mode = 'digest' or 'both' "
+                "(mode 'each' sends no digest)"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.to)
+
+    @property
+    def each(self) -> bool:
+        return self.enabled and self.mode in (AlertMode.EACH, AlertMode.BOTH)
+
+    @property
+    def daily_digest(self) -> bool:
+        return self.enabled and self.digest is DigestSchedule.DAILY
+
+
 class LogLevel(StrEnum):
     DEBUG = "debug"
     INFO = "info"
@@ -473,6 +530,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     provider: ProviderSettings = ProviderSettings()
     email: EmailSettings = EmailSettings()
+    alerts: AlertSettings = AlertSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
 

@@ -139,8 +139,10 @@ class SurveyEmail:
     html: str
     locale: str
     date: datetime
-    unsubscribe_url: str
-    unsubscribe_mailto: str
+    # None only for an internal email (a store manager's alert), which has no unsubscribe
+    # link and so no List-Unsubscribe headers.
+    unsubscribe_url: str | None
+    unsubscribe_mailto: str | None
     # Set when the provider renders on its side: its template id and the same data.
     provider_template: ProviderTemplate | None = None
 
@@ -150,13 +152,13 @@ class SurveyEmail:
 
     def extra_headers(self) -> dict[str, str]:
         """The headers beyond From/To/Subject/Date that every provider must pass on."""
-        return {
-            "Message-ID": self.message_id,
-            "List-Unsubscribe": f"<{self.unsubscribe_url}>, <{self.unsubscribe_mailto}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            "Content-Language": self.locale,
-            "X-Surveysync-Request": self.request_id,
-        }
+        headers = {"Message-ID": self.message_id}
+        if self.unsubscribe_url and self.unsubscribe_mailto:
+            headers["List-Unsubscribe"] = f"<{self.unsubscribe_url}>, <{self.unsubscribe_mailto}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        headers["Content-Language"] = self.locale
+        headers["X-Surveysync-Request"] = self.request_id
+        return headers
 
     def to_mime(self) -> EmailMessage:
         """The RFC 5322 message: text and HTML alternatives, quoted-printable."""
