@@ -27,6 +27,7 @@ from surveysync.providers import (
     SmtpProvider,
     create,
 )
+from surveysync.sync import SyncRequest, run_sync
 from tests.answer_kit import AnswerBook
 from tests.conftest import Store, local
 from tests.provider_kit import Crash, CrashAfterSend, closed_port
@@ -604,3 +605,16 @@ def test_a_bad_alerts_setting_names_the_key(
     store.extra["alerts"] = alerts
     with pytest.raises(ConfigError, match=problem.replace("(", r"\(")):
         load_settings(store.write_config())
+
+
+def test_the_nightly_run_sends_the_alert_after_the_nights_surveys(store: Store) -> None:
+    """A detractor's answer waiting in the ledger goes out with the next nightly run, which
+    counts it in its summary; a dry run sends nothing."""
+    settings = configure(store)
+    answer_three(settings)
+    dry = run_sync(settings, SyncRequest(now=NOW, dry_run=True))
+    assert dry.counts["alerts_sent"] == 0 and alert_rows(store) == []
+    night = run_sync(settings, SyncRequest(now=NOW))
+    assert night.counts["alerts_sent"] == 1
+    assert alert_rows(store) == [("detractor", "sent", 1)]
+    assert [m["To"] for m in store.messages()] == [MANAGER]

@@ -107,6 +107,10 @@ def print_report(out: Output, report: RunReport, settings: Settings) -> None:
     for outcome in ("rejected", "failed", "in_doubt"):
         if report.counts[outcome]:
             rows.append((outcome, report.counts[outcome], "see `surveysync status`"))
+    if report.counts["alerts_sent"]:
+        rows.append(("alerts sent", report.counts["alerts_sent"], "to the store manager"))
+    if report.counts["alerts_waiting"]:
+        rows.append(("alerts waiting", report.counts["alerts_waiting"], "retried later"))
     if report.counts["pending"]:
         rows.append(("pending", report.counts["pending"], "refused for now; the next run retries"))
     rows += [

@@ -10,6 +10,7 @@ its result and its errors into output and exit codes.
     people     person keys and history; each address normalized once per sale
     delivery   claim, render, mark sending, send, settle
     resume     before the days: requests left by earlier runs, the provider's suppressions
+    followups  after the days: detractor alerts and the daily digest
 
 Days are decided newest first, so that a person who bought on Monday and on Wednesday is
 asked about Wednesday (Monday is then ``duplicate_in_run``), and so that after nights off the

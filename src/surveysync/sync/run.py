@@ -25,6 +25,7 @@ from surveysync.render import Renderer
 from surveysync.sync.context import RunContext
 from surveysync.sync.days import DayReader
 from surveysync.sync.delivery import Delivery
+from surveysync.sync.followups import run_followups
 from surveysync.sync.people import People
 from surveysync.sync.request import ProgressHook, RunReport, Stopped, SyncError, SyncRequest
 from surveysync.sync.resume import pull_suppressions, resume_unsettled
@@ -237,6 +238,7 @@ class _Lifecycle:
         # and their older sales on earlier days are then duplicate_in_run.
         for day in reversed(days):
             reader.process(day)
+        run_followups(ctx)
 
     def _succeeded(self) -> RunReport:
         ctx, report = self._ctx, self._ctx.report
