@@ -7,6 +7,7 @@ Exit codes: 0 ok · 1 the run (or a check) failed · 2 bad usage or configuratio
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -15,8 +16,8 @@ from typing import Any
 
 import click
 
-from surveysync import links
-from surveysync import logging as logs
+from surveysync import links, logview
+from surveysync import logging as log_setup
 from surveysync.checks import run_checks
 from surveysync.config import ConfigError, Settings, example_config_text, load_settings
 from surveysync.console import (
@@ -85,14 +86,15 @@ def _settings(ctx: click.Context) -> Settings:
 def _configure_logs(settings: Settings) -> None:
     """Console always; JSON-lines files too when logging.dir is set. Once per process."""
     try:
-        logs.configure(
+        log_setup.configure(
             settings.logging.level.value,
-            logs.secret_values(settings),
+            log_setup.secret_values(settings),
             log_dir=settings.logging.dir,
             keep_days=settings.logging.keep_days,
             store=settings.store.id,
+            tz=settings.store.tz,
         )
-    except logs.LogSetupError as exc:
+    except log_setup.LogSetupError as exc:
         raise ConfigProblem(str(exc)) from None
 
 
@@ -287,6 +289,68 @@ def _normalized_or_usage(email: str) -> str:
         return normalize_email(email)
     except InvalidEmail as exc:
         raise click.BadParameter(str(exc), param_hint="--email") from None
+
+
+# --- logs ----------------------------------------------------------------------------------
+
+
+@main.command("logs")
+@click.option("--run", "run_id", help="Only this run's events; 'last' for the latest run.")
+@click.option(
+    "--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%d %H:%M"]), help="From (store time)."
+)
+@click.option("--level", type=click.Choice(logview.LEVELS), help="This level and worse.")
+@click.option("--event", "event_name", help="An event name or pattern, e.g. 'request.*'.")
+@click.option("--customer", "customer_id", help="Events about this POS customer id.")
+@click.option("--email", help="Events about this address (matched by its keyed hash).")
+@click.option("--follow", is_flag=True, help="Keep showing new events as they are written.")
+@click.option("--json", "as_json", is_flag=True, help="The JSON lines as they are stored.")
+@click.pass_context
+def logs_command(ctx: click.Context, /, **options: Any) -> None:
+    """Read the log files (logging.dir): filtered, in store time."""
+    settings = _settings(ctx)
+    if settings.logging.dir is None:
+        raise RunFailed("logging.dir is not set: events go to the console (or the journal) only")
+    reader = logview.LogReader(settings.logging.dir)
+    log_filter = _log_filter(settings, reader, options)
+    out = Output()
+    events = (
+        logview.follow(reader, log_filter, _pause)
+        if options["follow"]
+        else logview.select(reader.events(), log_filter)
+    )
+    for event in events:
+        if options["as_json"]:
+            out.line(json.dumps(event, ensure_ascii=False))
+        else:
+            out.log_line(logview.render(event, settings.store.tz), logview.level_of(event))
+
+
+def _log_filter(settings: Settings, reader: logview.LogReader, options: Any) -> logview.LogFilter:
+    run_id = options["run_id"]
+    if run_id == "last":
+        run_id = reader.last_run_id()
+        if run_id is None:
+            raise RunFailed(f"no run in the log files in {settings.logging.dir}")
+    since = options["since"]
+    person = None
+    if options["email"] is not None:
+        with _ledger(settings) as ledger:
+            target = _suppression_target(ledger, options["email"], None, None)
+        person = target.key[2:14]
+    return logview.LogFilter(
+        run_id=run_id,
+        since=since.replace(tzinfo=settings.store.tz) if since else None,
+        level=options["level"],
+        event=options["event_name"],
+        customer_id=options["customer_id"],
+        person=person,
+    )
+
+
+def _pause() -> bool:
+    time.sleep(1.0)  # --follow polls the files; an interrupt (Ctrl+C) ends it
+    return False
 
 
 # --- suppress ------------------------------------------------------------------------------

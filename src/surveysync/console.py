@@ -16,15 +16,26 @@ from zoneinfo import ZoneInfo
 
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
+from surveysync import logging as log_setup
 from surveysync.checks import Check
 from surveysync.config import Settings
 from surveysync.ledger import reports
 from surveysync.render import SurveyEmail
 from surveysync.rules import REASON_TEXT, SkipReason
 from surveysync.sync import ProgressHook, RunReport
+
+_LEVEL_STYLES = {"debug": "dim", "warning": "yellow", "error": "bold red", "critical": "bold red"}
 
 
 class Output:
@@ -56,9 +67,19 @@ class Output:
             table.add_row(*("" if cell is None else str(cell) for cell in row))
         self.console.print(table)
 
+    def log_line(self, text: str, level: str) -> None:
+        """A log event's line: coloured by its level on a terminal."""
+        if not self.interactive:
+            self.line(text)
+            return
+        style = _LEVEL_STYLES.get(level, "")
+        self.console.print(text, style=style, markup=False, highlight=False)
+
     @contextmanager
     def progress(self, label: str) -> Iterator[ProgressHook]:
-        """A progress hook for run_sync: a bar on a terminal, silence when piped."""
+        """A progress hook for run_sync: a bar on a terminal (days, sales, sent, skipped and
+        the time left), silence when piped. While the bar shows, log lines are printed above
+        it through the same console, never into it."""
         if not self.interactive:
             yield lambda event, amount: None
             return
@@ -66,21 +87,32 @@ class Output:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[sales]} sales"),
-            TimeElapsedColumn(),
+            TextColumn("days · {task.fields[sales]} sales · {task.fields[sent]} sent"),
+            TextColumn("· {task.fields[skipped]} skipped"),
+            TimeRemainingColumn(),
         )
-        with Progress(*columns, console=self.console, transient=True) as bar:
-            task = bar.add_task(label, total=None, sales=0)
+        with (
+            Progress(*columns, console=self.console, transient=True) as bar,
+            log_setup.route_console(self._print_log_line),
+        ):
+            task = bar.add_task(label, total=None, sales=0, sent=0, skipped=0)
+            yield _bar_hook(bar, task)
 
-            def hook(event: str, amount: int) -> None:
-                if event == "days":
-                    bar.update(task, total=amount)
-                elif event == "day":
-                    bar.advance(task, amount)
-                elif event == "sales":
-                    bar.update(task, sales=bar.tasks[0].fields["sales"] + amount)
+    def _print_log_line(self, line: str) -> None:
+        self.console.print(Text.from_ansi(line), soft_wrap=True)
 
-            yield hook
+
+def _bar_hook(bar: Progress, task: TaskID) -> ProgressHook:
+    def hook(event: str, amount: int) -> None:
+        if event == "days":
+            bar.update(task, total=amount)
+        elif event == "day":
+            bar.advance(task, amount)
+        elif event in ("sales", "sent", "skipped"):
+            fields = bar.tasks[0].fields
+            bar.update(task, **{event: fields[event] + amount})
+
+    return hook
 
 
 def local_time(moment: datetime | None, tz: ZoneInfo) -> str:

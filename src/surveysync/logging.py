@@ -1,12 +1,15 @@
 """structlog, configured once at the entry point.
 
 Events go to stderr (stdout belongs to command output such as ``status --json``): readable
-lines on a terminal, JSON lines otherwise. With a log folder, every event is also appended as
-one JSON line to ``surveysync-YYYY-MM-DD.jsonl`` there, one file per UTC day. Every event
-carries ``event``, ``level``, an ISO UTC ``timestamp``, the ``store`` and, during a run, the
-``run_id``. Exceptions are rendered to text first and every event then passes
-``SensitiveMasker`` last before rendering, so no email address or configured secret reaches any
-output, tracebacks included, whatever a developer passed to the logger.
+lines on a terminal (times in store time), JSON lines otherwise. With a log folder, every event
+is also appended as one JSON line to ``surveysync-YYYY-MM-DD.jsonl`` there, one file per day of
+the store's calendar (times in the file stay UTC: never two zones in one line). While a progress
+bar is shown, lines go through the bar's console (``route_console``), never into the bar.
+Every event carries ``event``, ``level``, an ISO UTC ``timestamp``, the ``store`` and, during
+a run, the ``run_id`` (and ``dry_run`` in a dry run). Exceptions are rendered to text first
+and every event then passes ``SensitiveMasker`` last before rendering, so no email address or
+configured secret reaches any output, tracebacks included, whatever a developer passed to the
+logger.
 
 Why not ``logging.handlers.TimedRotatingFileHandler`` or ``RotatingFileHandler`` (or loguru's
 or concurrent-log-handler's rotation): they all rotate by *renaming* the live file
@@ -30,8 +33,8 @@ import logging as stdlib_logging
 import re
 import sys
 import threading
-from collections.abc import Iterable, MutableMapping
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from io import FileIO
 from pathlib import Path
 from typing import Any, TextIO
@@ -116,15 +119,15 @@ def log_file_name(day: date) -> str:
     return f"{LOG_FILE_PREFIX}{day.isoformat()}{LOG_FILE_SUFFIX}"
 
 
-def _event_day(event_dict: MutableMapping[str, Any]) -> date:
-    """The UTC day of the event's own timestamp (so a frozen clock moves files too)."""
+def _event_day(event_dict: MutableMapping[str, Any], tz: tzinfo = UTC) -> date:
+    """The store's day of the event's own timestamp (so a frozen clock moves files too)."""
     stamp = event_dict.get("timestamp")
     if isinstance(stamp, str):
         try:
-            return date.fromisoformat(stamp[:10])
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(tz).date()
         except ValueError:
             pass
-    return datetime.now(UTC).date()
+    return datetime.now(tz).date()
 
 
 def _log_file_day(name: str) -> date | None:
@@ -136,15 +139,17 @@ def _log_file_day(name: str) -> date | None:
 
 
 class DailyJsonFile:
-    """A structlog processor: appends each event as one JSON line to that UTC day's file.
+    """A structlog processor: appends each event as one JSON line to its day's file (the
+    store's calendar day, ``tz``).
 
     It renders a copy and passes the event on untouched, so the console renderer after it
     sees the same (already masked) event.
     """
 
-    def __init__(self, folder: Path, keep_days: int = 30) -> None:
+    def __init__(self, folder: Path, keep_days: int = 30, tz: tzinfo = UTC) -> None:
         self.folder = folder
         self.keep_days = keep_days
+        self.tz = tz
         self._render = structlog.processors.JSONRenderer(ensure_ascii=False)
         self._lock = threading.Lock()
         self._file: FileIO | None = None
@@ -169,7 +174,7 @@ class DailyJsonFile:
     ) -> MutableMapping[str, Any]:
         line = self._render(logger, method, event_dict)
         data = line if isinstance(line, bytes) else line.encode("utf-8")
-        problem = self.write(_event_day(event_dict), data + b"\n")
+        problem = self.write(_event_day(event_dict, self.tz), data + b"\n")
         if problem is not None:
             event_dict["log_file_error"] = problem
         return event_dict
@@ -252,6 +257,7 @@ def configure(
     log_dir: Path | None = None,
     keep_days: int = 30,
     store: str | None = None,
+    tz: tzinfo = UTC,
 ) -> None:
     """Set up structlog for this process. Called by the CLI entry point, nowhere else.
 
@@ -261,7 +267,7 @@ def configure(
     global _current_file
     close()
     out = stream or sys.stderr
-    log_file = _open_log_file(log_dir, keep_days)
+    log_file = _open_log_file(log_dir, keep_days, tz)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -271,29 +277,78 @@ def configure(
             structlog.processors.format_exc_info,
             SensitiveMasker(secrets),
             *([log_file] if log_file else []),
-            _console_renderer(out),
+            *_console_processors(out, tz),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             stdlib_logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=lambda *args: _RoutedLogger(out),
         cache_logger_on_first_use=False,
     )
     _current_file = log_file
 
 
-def _open_log_file(log_dir: Path | None, keep_days: int) -> DailyJsonFile | None:
+def _open_log_file(log_dir: Path | None, keep_days: int, tz: tzinfo) -> DailyJsonFile | None:
     if log_dir is None:
         return None
-    log_file = DailyJsonFile(log_dir, keep_days)
-    log_file.open(datetime.now(UTC).date())
+    log_file = DailyJsonFile(log_dir, keep_days, tz)
+    log_file.open(datetime.now(tz).date())
     return log_file
 
 
-def _console_renderer(out: TextIO) -> Any:
+def _console_processors(out: TextIO, tz: tzinfo) -> list[Any]:
     if not out.isatty():
-        return structlog.processors.JSONRenderer(ensure_ascii=False)
-    return structlog.dev.ConsoleRenderer(colors=_can_color())
+        return [structlog.processors.JSONRenderer(ensure_ascii=False)]
+    return [StoreTime(tz), structlog.dev.ConsoleRenderer(colors=_can_color())]
+
+
+class StoreTime:
+    """A structlog processor for the terminal only: the event's time in store time (the files
+    and JSON lines keep UTC)."""
+
+    def __init__(self, tz: tzinfo) -> None:
+        self.tz = tz
+
+    def __call__(
+        self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        stamp = event_dict.get("timestamp")
+        if isinstance(stamp, str):
+            with contextlib.suppress(ValueError):
+                moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(self.tz)
+                event_dict["timestamp"] = moment.strftime("%Y-%m-%d %H:%M:%S")
+        return event_dict
+
+
+# Where rendered lines go: the stream given to ``configure``, unless a progress bar has
+# taken the console over (``route_console``) so that a line never lands inside the bar.
+_route: Callable[[str], None] | None = None
+
+
+class _RoutedLogger:
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def msg(self, message: str) -> None:
+        route = _route
+        if route is not None:
+            route(message)
+            return
+        self._out.write(message + "\n")
+        self._out.flush()
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = failure = msg
+
+
+@contextlib.contextmanager
+def route_console(sink: Callable[[str], None]) -> Iterator[None]:
+    """While inside, every rendered log line goes to ``sink`` (a progress bar's console)."""
+    global _route
+    previous, _route = _route, sink
+    try:
+        yield
+    finally:
+        _route = previous
 
 
 def _can_color() -> bool:

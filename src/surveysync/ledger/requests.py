@@ -40,6 +40,7 @@ class Claimable:
     payload: dict[str, Any]
     batch_key: str | None = None  # set while in flight: the provider call it went out in
     sending_at: datetime | None = None  # when that call was made
+    person_key: str | None = None  # the person it asks (for the log)
 
 
 class Requests:
@@ -56,6 +57,7 @@ class Requests:
                 requests.c.payload,
                 requests.c.batch_key,
                 requests.c.sending_at,
+                requests.c.person_key,
             )
             .where(requests.c.store == self._store, requests.c.status == status)
             # A call left in flight is repeated in the order it was made (batch_seq); a
@@ -73,6 +75,7 @@ class Requests:
                     json.loads(row.payload or "{}"),
                     row.batch_key,
                     row.sending_at,
+                    row.person_key,
                 )
                 for row in conn.execute(query)
             ]

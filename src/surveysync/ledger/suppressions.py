@@ -11,12 +11,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import structlog
 from sqlalchemy import Connection, delete, insert, select
 
 from surveysync.ledger.db import LedgerDb, chunks, upsert
 from surveysync.ledger.keys import PersonKeys, mask_email
 from surveysync.ledger.schema import requests, suppressions
 from surveysync.rules import normalize_email
+
+log = structlog.get_logger("surveysync.ledger")
 
 SUPPRESSION_KINDS = ("email", "customer", "transaction")
 
@@ -51,7 +54,15 @@ class Suppressions:
         with self._db.transaction() as conn:
             statement = upsert(conn, suppressions, ["kind", "key"], row, update=False)
             # RETURNING, not rowcount: psycopg reports -1 for every INSERT ... ON CONFLICT.
-            return conn.execute(statement.returning(suppressions.c.id)).first() is not None
+            added = conn.execute(statement.returning(suppressions.c.id)).first() is not None
+        log.info(
+            "suppression.added" if added else "suppression.exists",
+            kind=kind,
+            who=display,
+            source=source,
+            reason=reason,
+        )
+        return added
 
     def add_emails(
         self, rows: Sequence[tuple[str, str, str | None]], source: str, now: datetime
@@ -63,6 +74,7 @@ class Suppressions:
             known = suppressed_keys(conn, [key for key, _, _ in rows])
             fresh = {key: (display, reason) for key, display, reason in rows if key not in known}
             if fresh:
+                log.info("suppressions.added", count=len(fresh), source=source)
                 conn.execute(
                     insert(suppressions),
                     [
@@ -75,9 +87,14 @@ class Suppressions:
     def remove(self, kind: str, key: str) -> bool:
         with self._db.transaction() as conn:
             result = conn.execute(
-                delete(suppressions).where(suppressions.c.kind == kind, suppressions.c.key == key)
+                delete(suppressions)
+                .where(suppressions.c.kind == kind, suppressions.c.key == key)
+                .returning(suppressions.c.display)
             )
-            return bool(result.rowcount)
+            removed = result.first()
+        if removed is not None:
+            log.info("suppression.removed", kind=kind, who=removed[0])
+        return removed is not None
 
     def all(self, *, show_addresses: bool = False) -> list[dict[str, Any]]:
         """Every suppression, oldest first, shown masked; ``show_addresses`` shows instead the

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from logging import DEBUG
 
 import structlog
 
-from surveysync.ledger import DecisionRow
+from surveysync.ledger import DecisionRow, mask_email
 from surveysync.model import Sale
 from surveysync.pos import RowProblem
 from surveysync.rules import Decision, RunChoices, SkipReason, decide
 from surveysync.sync.context import RunContext
 from surveysync.sync.delivery import Delivery, batches
-from surveysync.sync.people import ChunkFacts, Eligible, People, email_key
+from surveysync.sync.people import ChunkFacts, Eligible, People, email_key, person_tag
 from surveysync.windows import DaySlice
 
 log = structlog.get_logger("surveysync.sync")
@@ -60,6 +61,8 @@ class DayReader:
         eligible: list[Eligible] = []
         for sale, facts, decision in decided:
             keys = facts.keys[sale.transaction_id]
+            if log.is_enabled_for(DEBUG):  # one event per sale: built only when it is shown
+                _log_decision(sale, facts, decision)
             if decision.reason is not None:
                 skips.append((sale, keys, decision.reason))
             else:
@@ -110,3 +113,17 @@ class DayReader:
         ctx = self._ctx
         ctx.ledger.decisions.record(ctx.report.run_id, rows, ctx.now)
         ctx.report.counts.update(str(reason) for _, _, reason in skips)
+        ctx.progress("skipped", len(skips))
+
+
+def _log_decision(sale: Sale, facts: ChunkFacts, decision: Decision) -> None:
+    email = facts.emails.get(sale.transaction_id)
+    log.debug(
+        "sale.decided",
+        transaction_id=sale.transaction_id,
+        customer_id=sale.customer_id,
+        person=person_tag(facts.keys[sale.transaction_id]),
+        email=mask_email(email) if email else None,
+        decision="request" if decision.reason is None else "skip",
+        reason=str(decision.reason) if decision.reason else None,
+    )

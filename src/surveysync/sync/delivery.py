@@ -28,7 +28,7 @@ from surveysync.model import RequestStatus, Sale
 from surveysync.providers import OutgoingEmail, ProviderUnavailable, SendResult
 from surveysync.render import RenderError
 from surveysync.sync.context import RunContext
-from surveysync.sync.people import Eligible, People
+from surveysync.sync.people import Eligible, People, person_tag
 
 log = structlog.get_logger("surveysync.sync")
 
@@ -37,13 +37,16 @@ class Delivery:
     def __init__(self, ctx: RunContext, people: People) -> None:
         self._ctx = ctx
         self._people = people
+        self._named: dict[str, tuple[str, str | None]] = {}  # request id -> (masked, person)
 
     def claim_and_send(self, batch: Sequence[Eligible]) -> None:
         ctx = self._ctx
         candidates = [self._candidate(item) for item in batch]
         won, lost = ctx.ledger.claims.claim(ctx.report.run_id, candidates, ctx.now)
         ctx.report.counts["cooldown"] += len(lost)
-        not_sent = self.deliver([Claimable(c.request_id, c.email, c.payload) for c in won])
+        not_sent = self.deliver(
+            [Claimable(c.request_id, c.email, c.payload, person_key=c.person_key) for c in won]
+        )
         # A refused request gives its cooldown back, but the person's older sales in this
         # run are still theirs: duplicate_in_run, not one refused request per day.
         self._people.asked_not_reached.update(
@@ -58,6 +61,10 @@ class Delivery:
         the same body byte for byte, as an idempotency key requires."""
         ctx = self._ctx
         not_sent: set[str] = set()
+        self._named = {
+            c.request_id: (mask_email(c.email), person_tag([c.person_key or ""]))
+            for c in claimables
+        }
         for batch in batches(list(claimables), ctx.provider.max_batch_size):
             ctx.check_stop()  # what is claimed but not sent waits as pending
             key = batch_key or _batch_key([c.request_id for c in batch])
@@ -144,9 +151,20 @@ class Delivery:
         ]
         ctx.ledger.requests.settle(settlements, ctx.clock())
         ctx.ledger.requests.mark_in_doubt(in_doubt)
+        ctx.progress("sent", sum(r.status == RequestStatus.SENT for r in results))
         for result in results:
             ctx.report.counts[result.status] += 1
-            if result.status != RequestStatus.SENT:
+            if result.status == RequestStatus.SENT:
+                masked, person = self._named.get(result.request_id, ("", None))
+                log.info(
+                    "request.sent",
+                    request_id=result.request_id,
+                    email=masked,
+                    person=person,
+                    provider=ctx.provider.name,
+                    provider_message_id=result.provider_message_id,
+                )
+            else:
                 log.warning(
                     "request.not_sent",
                     request_id=result.request_id,

@@ -101,3 +101,10 @@ def normalized(raw: str | None) -> str | None:
 
 def email_key(keys: Iterable[str]) -> str | None:
     return next((k for k in keys if k.startswith("e:")), None)
+
+
+def person_tag(keys: Iterable[str]) -> str | None:
+    """What log events name a person by: the start of their email key (a keyed hash, so the
+    logs never hold the address), which ``surveysync logs --email`` computes alike."""
+    key = email_key(keys)
+    return key[2:14] if key else None

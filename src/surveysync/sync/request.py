@@ -13,7 +13,8 @@ from datetime import date, datetime, timedelta
 
 from surveysync.rules import SkipReason
 
-ProgressHook = Callable[[str, int], None]  # (event, amount): "day" with a total, "sales" read
+# (event, amount): "days" (how many), then "day" (one done), "sales" (read), "sent", "skipped"
+ProgressHook = Callable[[str, int], None]
 
 
 class SyncError(Exception):

@@ -207,11 +207,20 @@ class _Lifecycle:
         ctx, report = self._ctx, self._ctx.report
         report.run_id = ctx.ledger.runs.start(report.kind, ctx.clock(), dry_run=report.dry_run)
         ctx.ledger.runs.set_window(report.run_id, report.window_start, report.window_end)
-        structlog.contextvars.bind_contextvars(run_id=report.run_id, store=ctx.settings.store.id)
+        bound: dict[str, object] = {"run_id": report.run_id, "store": ctx.settings.store.id}
+        if report.dry_run:  # every event of a dry run says so
+            bound["dry_run"] = True
+        structlog.contextvars.bind_contextvars(**bound)
+        try:
+            return self._run()
+        finally:
+            structlog.contextvars.unbind_contextvars(*bound)
+
+    def _run(self) -> RunReport:
+        report = self._ctx.report
         log.info(
             "run.started",
             kind=report.kind,
-            dry_run=report.dry_run,
             window_start=report.window_start.isoformat(),
             window_end=report.window_end.isoformat(),
         )
@@ -221,8 +230,6 @@ class _Lifecycle:
             return self._stopped()
         except (PosError, ProviderError, LedgerError) as exc:
             return self._fail(exc)
-        finally:
-            structlog.contextvars.unbind_contextvars("run_id", "store")
         return self._succeeded()
 
     def _read_days(self) -> None:
