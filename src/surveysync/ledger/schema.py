@@ -139,6 +139,27 @@ requests = Table(
     Index(None, "store", "status"),
     Index(None, "person_key"),
     Index(None, "store", "settled_at"),
+    # The report (migration 0004): sent surveys of a period counted by group from the index
+    # alone, and a response's survey looked up by id without reading the row.
+    Index(
+        "ix_requests_report_sent",
+        "store",
+        "status",
+        "settled_at",
+        "location_id",
+        "location_name",
+        "employee_name",
+    ),
+    Index(
+        "ix_requests_report_lookup",
+        "id",
+        "store",
+        "status",
+        "settled_at",
+        "location_id",
+        "location_name",
+        "employee_name",
+    ),
 )
 
 cooldowns = Table(
@@ -185,6 +206,16 @@ responses = Table(
     Column("answered_at", UtcDateTime),  # when it became counted (clicked or confirmed)
     Index(None, "store", "answered_at"),
     Index(None, "status", "settle_due_at"),
+    # The report (migration 0004): a period's answers read from the index alone.
+    Index(
+        "ix_responses_report",
+        "store",
+        "first_seen_at",
+        "request_id",
+        "status",
+        "score",
+        "settle_due_at",
+    ),
 )
 
 clicks = Table(
