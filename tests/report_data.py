@@ -18,9 +18,15 @@ from sqlalchemy import insert, select, text
 from surveysync.ledger import Ledger
 from surveysync.ledger.schema import metadata, requests, responses, runs
 from surveysync.model import RequestStatus, ResponseStatus
-from tests.conftest import Store
+from tests.conftest import TZ, Store
 
 LOCATIONS = {"1": "Centrum", "2": "Noord", "3": "Magazijn"}
+COMMENTS = [
+    "Heel goed geholpen, de fiets was dezelfde dag klaar.",
+    "<script>alert('x')</script> & te duur",
+    "Muy amables, volveré. Een heel lange opmerking zonder spaties: " + "x" * 80,
+    "사장님 친절해요 🚲",
+]
 _ids = itertools.count(1)
 
 
@@ -147,3 +153,18 @@ class SurveyLedger:
             for row in conn.execute(text("SELECT version_num FROM alembic_version")):
                 digest.update(repr(tuple(row)).encode())
         return digest.hexdigest()
+
+
+def three_months(surveys: SurveyLedger) -> None:
+    """Three months of surveys at three locations by four employees, some answered."""
+    scores = [10, 9, 8, 0, 6, 7, 10, 3, 9, 10, 5, 9]
+    for n in range(72):
+        at = datetime(2026, 9, 3, 12, tzinfo=TZ) + timedelta(days=n, hours=n % 5)
+        location, employee = str(1 + n % 3), ["Anouk", "Bram", "Carmen", None][n % 4]
+        if n % 5 == 4:
+            surveys.sent(at, location=location, employee=employee)
+        else:
+            comment = COMMENTS[n % len(COMMENTS)] if n % 3 == 0 else None
+            surveys.survey(
+                at, scores[n % 12], location=location, employee=employee, comment=comment
+            )

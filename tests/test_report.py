@@ -24,7 +24,7 @@ from surveysync.report import Dim, ReportOptions, ReportUsageError, parse_by, ru
 from surveysync.report.nps import Tally, ranks
 from surveysync.report.period import Period
 from tests.conftest import TZ, Store, local
-from tests.report_data import SurveyLedger
+from tests.report_data import SurveyLedger, three_months
 
 NOW = local(2026, 11, 28, 12)
 Z_90 = 1.6448536269514722  # the 95th percentile of the standard normal, from a table
@@ -287,18 +287,6 @@ def test_surveys_count_in_the_month_they_were_sent_in_store_time(
     assert data["total"]["sent"] == 2
 
 
-def varied(surveys: SurveyLedger) -> None:
-    """Three months of surveys at three locations by four employees, some answered."""
-    scores = [10, 9, 8, 0, 6, 7, 10, 3, 9, 10, 5, 9]
-    for n in range(72):
-        at = local(2026, 9, 3) + timedelta(days=n, hours=n % 5)
-        location, employee = str(1 + n % 3), ["Anouk", "Bram", "Carmen", None][n % 4]
-        if n % 5 == 4:
-            surveys.sent(at, location=location, employee=employee)
-        else:
-            surveys.survey(at, scores[n % 12], location=location, employee=employee)
-
-
 def rich_rows(store: Store, by: str) -> list[list[str]]:
     """The rows of the table as a person sees it on a terminal."""
     screen = io.StringIO()
@@ -315,7 +303,7 @@ def test_json_the_terminal_table_and_piped_text_agree(
     store: Store, surveys: SurveyLedger, by: str
 ) -> None:
     """Every figure of --json is the one the terminal table and the piped text show."""
-    varied(surveys)
+    three_months(surveys)
     data = report_json(store, "--by", by)
     with time_machine.travel(NOW, tick=False):
         piped = store.cli("report", "--by", by).stdout.splitlines()
@@ -357,7 +345,7 @@ def test_a_report_leaves_the_ledger_exactly_as_it_was(
     store: Store, surveys: SurveyLedger, tmp_path: Path
 ) -> None:
     """The table, --json and --html read the ledger and change nothing in it."""
-    varied(surveys)
+    three_months(surveys)
     before = surveys.fingerprint()
     with time_machine.travel(NOW, tick=False):
         for args in (["--by", "location,month"], ["--json"], ["--html", str(tmp_path / "r.html")]):

@@ -28,7 +28,7 @@ INK, GREY, BLUE = "#1f2328", "#8c959f", "#0969da"
 _STYLE: dict[Any, Any] = {
     "svg.fonttype": "none",
     "svg.hashsalt": "surveysync",  # the same data draws the same file
-    "font.size": 10,
+    "font.size": 11,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.edgecolor": GREY,
@@ -36,6 +36,9 @@ _STYLE: dict[Any, Any] = {
     "xtick.color": INK,
     "ytick.color": INK,
 }
+# Inches at 96 px: drawn for a page column of ~35 em, so text stays legible when a phone
+# scales the chart down to its width (the page caps it at 42 em on a wide screen).
+WIDTH = 5.6
 LINE_COLOURS = ["#0969da", "#8250df", "#bf3989", "#1b7c83", "#9a6700", "#57606a"]
 
 
@@ -95,7 +98,7 @@ def _nps_axis(axes: Axes) -> None:
 def trend(overall: Sequence[Point], lines: Mapping[str, Sequence[Point]]) -> str:
     """NPS per month: the store with its interval as a band, each location as a line;
     a hollow marker is a month with too few answers to trust."""
-    with _figure(7.2, 3.6) as figure:
+    with _figure(WIDTH, 3.8) as figure:
         axes = figure.subplots()
         if not any(p.nps is not None for p in overall):
             _empty(axes, "no answers in this period")
@@ -107,7 +110,7 @@ def trend(overall: Sequence[Point], lines: Mapping[str, Sequence[Point]]) -> str
         _line(axes, xs, overall, INK, "all locations", width=2.4)
         _nps_axis(axes)
         axes.set_xticks(xs, [p.label for p in overall])
-        axes.legend(loc="lower left", fontsize=8, frameon=False, ncols=min(3, len(lines) + 1))
+        figure.legend(loc="outside lower center", frameon=False, ncols=min(3, len(lines) + 2))
         return _svg(figure, "trend", "NPS per month, overall and per location")
 
 
@@ -148,13 +151,13 @@ def _line(
 
 def distribution(scores: Sequence[int]) -> str:
     """How many counted answers gave each score, coloured by category."""
-    with _figure(7.2, 3.0) as figure:
+    with _figure(WIDTH, 3.0) as figure:
         axes = figure.subplots()
         colours = [RED] * 7 + [AMBER] * 2 + [GREEN] * 2
         bars = axes.bar(range(11), scores, color=colours)
-        axes.bar_label(bars, fontsize=8, color=INK)
+        axes.bar_label(bars, fontsize=9, color=INK)
         axes.set_xticks(range(11))
-        axes.set_xlabel("score (0–6 detractor, 7–8 passive, 9–10 promoter)")
+        axes.set_xlabel("score: 0–6 detractor, 7–8 passive, 9–10 promoter")
         axes.set_ylabel("answers")
         axes.margins(y=0.15)
         return _svg(figure, "scores", "Answers per score, 0 to 10")
@@ -163,8 +166,8 @@ def distribution(scores: Sequence[int]) -> str:
 def technicians(points: Sequence[Point]) -> str:
     """NPS per technician with its 90 % interval, best first; those with too few answers in
     grey at the bottom, unranked."""
-    height = 1.2 + 0.32 * max(1, len(points))
-    with _figure(7.2, height) as figure:
+    height = 1.2 + 0.34 * max(1, len(points))
+    with _figure(WIDTH, height) as figure:
         axes = figure.subplots()
         if not points:
             _empty(axes, "no surveys in this period")
@@ -190,15 +193,15 @@ def _interval_mark(axes: Axes, y: int, point: Point) -> None:
 
 def response_rate(labels: Sequence[str], rates: Sequence[float | None]) -> str:
     """Answers per survey sent, per month or week, in percent."""
-    with _figure(7.2, 3.0) as figure:
+    with _figure(WIDTH, 3.0) as figure:
         axes = figure.subplots()
         if not labels:
             _empty(axes, "no surveys in this period")
             return _svg(figure, "rate", "Response rate: no surveys")
         values = [0.0 if r is None else 100 * r for r in rates]
         bars = axes.bar(range(len(labels)), values, color=BLUE)
-        axes.bar_label(bars, [f"{v:.0f}" for v in values], fontsize=7, color=INK)
-        step = max(1, len(labels) // 12)
+        axes.bar_label(bars, [f"{v:.0f}" for v in values], fontsize=8, color=INK)
+        step = max(1, -(-len(labels) // 8))  # at most 8 labels
         axes.set_xticks(range(0, len(labels), step), list(labels)[::step], rotation=45, ha="right")
         axes.set_ylabel("% of surveys answered")
         axes.margins(y=0.15)
