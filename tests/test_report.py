@@ -8,6 +8,7 @@ import io
 import json
 import math
 import re
+import sqlite3
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import time_machine
 from rich.console import Console
+from sqlalchemy import Engine, event
 
 from surveysync.console import Output
 from surveysync.model import RequestStatus, ResponseStatus
@@ -445,3 +447,34 @@ def test_the_default_period_is_the_last_90_days(store: Store, surveys: SurveyLed
 
     assert data["period"]["since"] == "2026-08-31" and data["period"]["until"] == "2026-11-28"
     assert (data["total"]["responses"], data["total"]["nps"]) == (1, 100.0)
+
+
+def test_on_sqlite_every_read_is_led_by_an_index(tmp_path: Path) -> None:
+    """No report statement scans a whole table: each reads the report's covering indexes
+    (SQLite has no statistics to fall back on, so the plan is the statements' shape)."""
+    store = Store(tmp_path)
+    surveys = SurveyLedger(store)
+    three_months(surveys)
+    surveys.close()
+    statements: list[tuple[str, Any]] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if "FROM requests" in statement or "FROM responses" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        for by in ("location,month", "employee", "week"):
+            run_report(store.settings(), ReportOptions(by=parse_by(by), now=NOW), Output())
+        run_report(store.settings(), ReportOptions(html=tmp_path / "r.html", now=NOW))
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+
+    plans = []
+    with sqlite3.connect(store.ledger_path) as db:
+        for statement, parameters in statements:
+            plans += [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+    assert not [step for step in plans if re.match(r"SCAN (requests|responses|same)\b", step)]
+    used = " ".join(plans)
+    for index in ("ix_requests_report_groups", "ix_requests_report_lookup", "ix_responses_report"):
+        assert f"COVERING INDEX {index}" in used, index

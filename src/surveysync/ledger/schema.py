@@ -139,16 +139,17 @@ requests = Table(
     Index(None, "store", "status"),
     Index(None, "person_key"),
     Index(None, "store", "settled_at"),
-    # The report (migration 0004): sent surveys of a period counted by group from the index
-    # alone, and a response's survey looked up by id without reading the row.
+    # The report (migration 0004): a store's sent surveys per location and employee, and per
+    # month or week as ranges of send times, from the index alone; and the survey of each
+    # answer looked up by id without reading the row.
     Index(
-        "ix_requests_report_sent",
+        "ix_requests_report_groups",
         "store",
         "status",
-        "settled_at",
         "location_id",
-        "location_name",
         "employee_name",
+        "settled_at",
+        "location_name",
     ),
     Index(
         "ix_requests_report_lookup",
@@ -161,6 +162,7 @@ requests = Table(
         "employee_name",
     ),
 )
+
 
 cooldowns = Table(
     "cooldowns",
@@ -206,12 +208,13 @@ responses = Table(
     Column("answered_at", UtcDateTime),  # when it became counted (clicked or confirmed)
     Index(None, "store", "answered_at"),
     Index(None, "status", "settle_due_at"),
-    # The report (migration 0004): a period's answers read from the index alone.
+    # The report (migration 0004): a store's answers read from the index alone, in request
+    # id order so that looking up their surveys walks the requests' id index in order.
     Index(
         "ix_responses_report",
         "store",
-        "first_seen_at",
         "request_id",
+        "first_seen_at",
         "status",
         "score",
         "settle_due_at",

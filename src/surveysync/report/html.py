@@ -66,7 +66,7 @@ def write_report(
 
 
 def gather(conn: Connection, scope: query.Scope, settings: Settings, minimum: int) -> Sections:
-    cube, names = query.cells(conn, scope, _CUBE, scores=True)
+    cube, names = query.cells(conn, scope, _CUBE)
     labels = Labels(dict(settings.store.locations) | names, scope.period.buckets(Dim.MONTH))
 
     def groups(keep: Sequence[int], by: tuple[Dim, ...]) -> list[Group]:

@@ -11,18 +11,24 @@ Which surveys and answers count (see the README's "Reports"):
   yet), and it has a 0–10 score; ``provisional`` within its window and ``scanner`` passes
   are counted apart and never in the NPS.
 
-Two statements per report, each led by an index so SQLite cannot pick a slow plan:
+Two reads per report, each led by an index (SQLite plans without statistics; these
+shapes leave it one good plan):
 
-- sent: ``requests`` in the period, grouped, read from ``ix_requests_report_sent`` alone;
-- answers: ``responses`` first seen since the period began (``ix_responses_report``),
-  LEFT JOINed to their request (``ix_requests_report_lookup``). A LEFT JOIN is never
-  reordered by SQLite, so this reads the answers and looks up their surveys, instead of
-  looking up an answer for every survey sent; answers whose survey is outside the period
-  come back as one group of their own, which is dropped.
+- sent: on SQLite, each (location, employee) pair of the store, read in the order of
+  ``ix_requests_report_groups``, then its surveys per month or week counted as index
+  ranges (SQLite sorts every row it groups, which took seconds for a million surveys);
+  on PostgreSQL, one GROUP BY, which it aggregates by hashing;
+- answers: the store's ``responses`` (``ix_responses_report``, in request id order, so
+  that looking up their surveys walks ``ix_requests_report_lookup`` in order too) LEFT
+  JOINed to their survey if it was sent in the period. A LEFT JOIN is never reordered by
+  SQLite, so this reads the answers and looks up their surveys, instead of looking up an
+  answer for every survey sent; answers whose survey is outside the period come back as
+  one group of their own, which is dropped.
 
-Months and weeks are a CASE over the bucket boundaries (UTC instants computed in the store's
-zone by ``period``), written as a balanced tree so a row takes log2(buckets) comparisons.
-It reads the same on SQLite and PostgreSQL and is exact across daylight saving time.
+Months and weeks begin at local midnight (``period`` computes them as UTC instants in the
+store's zone, so they are exact across daylight saving time). Grouping rows by them is a
+CASE over those instants, written as a balanced tree so a row takes log2(buckets)
+comparisons; it reads the same on SQLite and PostgreSQL.
 
 This module must never write: it opens its own connection, which can only read (SQLite
 ``PRAGMA query_only``, PostgreSQL ``SET TRANSACTION READ ONLY``), and never migrates.
@@ -40,14 +46,18 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Integer,
     and_,
     case,
+    column,
     event,
     exists,
     func,
     literal_column,
     or_,
     select,
+    true,
+    values,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -55,11 +65,11 @@ from sqlalchemy.exc import ArgumentError
 from surveysync.config import Settings
 from surveysync.ledger import migrate
 from surveysync.ledger.db import LedgerDb
-from surveysync.ledger.schema import requests, responses
+from surveysync.ledger.schema import UtcDateTime, requests, responses
 from surveysync.model import COUNTED, RequestStatus, ResponseStatus
 from surveysync.report.errors import LedgerNotReady
 from surveysync.report.figures import Answers, Cell, Key
-from surveysync.report.nps import Tally
+from surveysync.report.nps import tally_of
 from surveysync.report.period import Dim, Period
 
 # An answer is seen after its survey was sent; this much earlier still finds one whose page
@@ -164,26 +174,17 @@ def _count_if(condition: ColumnElement[bool]) -> Any:
     return func.sum(case((condition, 1), else_=0))
 
 
-def _answer_sums(now: datetime, scores: bool) -> list[Any]:
-    counted, score = _counted(now), responses.c.score
-    sums = [
-        _count_if(and_(counted, score >= 9)),
-        _count_if(and_(counted, score.between(7, 8))),
-        _count_if(and_(counted, score <= 6)),
-        _count_if(and_(responses.c.status == ResponseStatus.CONFIRMED, _scored())),
-        _count_if(and_(responses.c.status == ResponseStatus.CLICKED, _scored())),
-        _count_if(and_(_due(now), _scored())),
-        _count_if(
-            and_(
-                responses.c.status == ResponseStatus.PROVISIONAL,
-                or_(responses.c.settle_due_at.is_(None), responses.c.settle_due_at > now),
-            )
-        ),
-        _count_if(responses.c.status == ResponseStatus.SCANNER),
+def _kinds(now: datetime) -> list[Any]:
+    """Per group and score: confirmed, clicked, settled (provisional past its window),
+    provisional (window open) and scanner answers."""
+    status, due_at = responses.c.status, responses.c.settle_due_at
+    return [
+        _count_if(status == ResponseStatus.CONFIRMED),
+        _count_if(status == ResponseStatus.CLICKED),
+        _count_if(_due(now)),
+        _count_if(and_(status == ResponseStatus.PROVISIONAL, or_(due_at.is_(None), due_at > now))),
+        _count_if(status == ResponseStatus.SCANNER),
     ]
-    if scores:
-        sums += [_count_if(and_(counted, score == k)) for k in range(11)]
-    return sums
 
 
 def _sent_in(scope: Scope) -> ColumnElement[bool]:
@@ -224,13 +225,11 @@ def _keys(scope: Scope, dims: Sequence[Dim]) -> list[ColumnElement[Any]]:
 # --- the reads ------------------------------------------------------------------------------
 
 
-def cells(
-    conn: Connection, scope: Scope, dims: Sequence[Dim], *, scores: bool = False
-) -> tuple[list[Cell], dict[str, str]]:
-    """Sums per group of ``dims`` (sent, answers by category and kind, and with ``scores``
-    the counted answers per score), and the locations' names by id."""
+def cells(conn: Connection, scope: Scope, dims: Sequence[Dim]) -> tuple[list[Cell], dict[str, str]]:
+    """Sums per group of ``dims`` (sent, answers by category, kind and score), and the
+    locations' names by id."""
     sent, names = _sent(conn, scope, dims)
-    answered = _answered(conn, scope, dims, scores)
+    answered = _answered(conn, scope, dims)
     keys = sent.keys() | answered.keys()
     merged = [Cell(key, sent=sent.get(key, 0)) + answered.get(key, Cell(key)) for key in keys]
     return merged, names
@@ -239,6 +238,15 @@ def cells(
 def _sent(
     conn: Connection, scope: Scope, dims: Sequence[Dim]
 ) -> tuple[dict[Key, int], dict[str, str]]:
+    if conn.dialect.name == "sqlite":
+        return _sent_by_ranges(conn, scope, dims)
+    return _sent_grouped(conn, scope, dims)
+
+
+def _sent_grouped(
+    conn: Connection, scope: Scope, dims: Sequence[Dim]
+) -> tuple[dict[Key, int], dict[str, str]]:
+    """Sent surveys per group: one GROUP BY (PostgreSQL aggregates it by hashing)."""
     keys = _keys(scope, dims)
     name = func.max(requests.c.location_name)
     query = select(*keys, func.count(), name).where(_sent_in(scope))
@@ -255,37 +263,111 @@ def _sent(
     return counts, names
 
 
-def _answered(conn: Connection, scope: Scope, dims: Sequence[Dim], scores: bool) -> dict[Key, Cell]:
+def _sent_by_ranges(
+    conn: Connection, scope: Scope, dims: Sequence[Dim]
+) -> tuple[dict[Key, int], dict[str, str]]:
+    """Sent surveys per group, for SQLite, which sorts every row it groups (no hash
+    aggregate): a million surveys took seconds to sort. Instead, each (location, employee)
+    pair is read once in index order, and its surveys per month or week are counted as
+    ranges of ``ix_requests_report_groups``: index seeks, no sort. Then summed to ``dims``."""
+    pairs = (
+        select(
+            requests.c.location_id,
+            requests.c.employee_name,
+            func.max(requests.c.location_name).label("location_name"),
+        )
+        .where(requests.c.store == scope.store, requests.c.status == RequestStatus.SENT)
+        .group_by(requests.c.location_id, requests.c.employee_name)
+        .subquery("pairs")
+    )
+    ranges = _ranges(scope, next((d for d in dims if d.is_time), None))
+    same = requests.alias("same")
+    count = (
+        select(func.count())
+        .where(
+            same.c.store == scope.store,
+            same.c.status == RequestStatus.SENT,
+            same.c.location_id.is_not_distinct_from(pairs.c.location_id),
+            same.c.employee_name.is_not_distinct_from(pairs.c.employee_name),
+            same.c.settled_at >= ranges.c.since,
+            same.c.settled_at < ranges.c.until,
+        )
+        .scalar_subquery()
+    )
+    query = select(
+        pairs.c.location_id, pairs.c.employee_name, pairs.c.location_name, ranges.c.bucket, count
+    ).select_from(pairs.join(ranges, true()))
+    counts: dict[Key, int] = {}
+    names: dict[str, str] = {}
+    for location, employee, location_name, bucket, sent in conn.execute(query):
+        if location is not None and location_name:
+            names[str(location)] = location_name
+        if sent:
+            key = _project((location, employee, bucket), dims)
+            counts[key] = counts.get(key, 0) + sent
+    return counts, names
+
+
+def _ranges(scope: Scope, dim: Dim | None) -> Any:
+    """The period's months or weeks (or the whole period) as rows (bucket, start, end)."""
+    starts = [b.start for b in scope.period.buckets(dim)] if dim else [scope.period.start]
+    ends = [*starts[1:], scope.period.end]
+    rows = list(zip(range(len(starts)), starts, ends, strict=True))
+    columns = (
+        column("bucket", Integer),
+        column("since", UtcDateTime()),
+        column("until", UtcDateTime()),
+    )
+    return (
+        values(*columns, name="ranges").data(rows).cte("ranges")
+    )  # WITH: SQLite has no (VALUES ...) AS t (a, b)
+
+
+def _project(full: Key, dims: Sequence[Dim]) -> Key:
+    """(location, employee, bucket) -> the key of ``dims``."""
+    position = {Dim.LOCATION: 0, Dim.EMPLOYEE: 1}
+    return tuple(full[position.get(dim, 2)] for dim in dims)
+
+
+def _answered(conn: Connection, scope: Scope, dims: Sequence[Dim]) -> dict[Key, Cell]:
     keys = _keys(scope, dims)
     outside = requests.c.id.is_(None)
+    score = responses.c.score
     joined = responses.outerjoin(
         requests, and_(requests.c.id == responses.c.request_id, _sent_in(scope))
     )
     query = (
-        select(outside, *keys, *_answer_sums(scope.now, scores))
+        select(outside, *keys, score, *_kinds(scope.now))
         .select_from(joined)
         .where(
             responses.c.store == scope.store,
             responses.c.first_seen_at >= scope.period.start - CLOCK_SLACK,
         )
-        .group_by(outside, *keys)
+        .group_by(outside, *keys, score)
     )
     found: dict[Key, Cell] = {}
     for row in conn.execute(query):
         if row[0]:
             continue  # answers to surveys sent outside the period
-        key, sums = tuple(row[1 : 1 + len(dims)]), [int(v or 0) for v in row[1 + len(dims) :]]
-        found[key] = _cell(key, sums)
+        key = tuple(row[1 : 1 + len(dims)])
+        cell = _cell(key, row[1 + len(dims)], [int(n or 0) for n in row[2 + len(dims) :]])
+        found[key] = found[key] + cell if key in found else cell
     return found
 
 
-def _cell(key: Key, sums: list[int]) -> Cell:
-    promoters, passives, detractors, confirmed, clicked, settled, provisional, scanner = sums[:8]
+def _cell(key: Key, score: int | None, kinds: list[int]) -> Cell:
+    """The answers of one group with one score; without a 0-10 score none is counted."""
+    confirmed, clicked, settled, provisional, scanner = kinds
+    if score is None or not 0 <= score <= 10:
+        return Cell(key, answers=Answers(provisional=provisional, scanner=scanner))
+    counted = confirmed + clicked + settled
+    per_score = [0] * 11
+    per_score[score] = counted
     return Cell(
         key,
-        tally=Tally(promoters, passives, detractors),
+        tally=tally_of(per_score),
         answers=Answers(confirmed, clicked, settled, provisional, scanner),
-        scores=tuple(sums[8:]) or (0,) * 11,
+        scores=tuple(per_score),
     )
 
 
