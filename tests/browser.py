@@ -48,6 +48,9 @@ def _executables() -> tuple[str, str] | None:
         (found for name in _BROWSERS if (found := shutil.which(name))), None
     )
     driver = os.environ.get("SURVEYSYNC_CHROMEDRIVER") or shutil.which("chromedriver")
+    if driver is None and os.environ.get("CHROMEWEBDRIVER"):  # set on GitHub's runners
+        bundled = Path(os.environ["CHROMEWEBDRIVER"]) / "chromedriver"
+        driver = str(bundled) if bundled.is_file() else None
     return (browser, driver) if browser and driver else None
 
 

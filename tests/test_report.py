@@ -18,11 +18,13 @@ from typing import Any
 import pytest
 import time_machine
 from rich.console import Console
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, insert
 
 from surveysync.console import Output
+from surveysync.ledger import LedgerError
+from surveysync.ledger.schema import install
 from surveysync.model import RequestStatus, ResponseStatus
-from surveysync.report import Dim, ReportOptions, ReportUsageError, parse_by, run_report
+from surveysync.report import Dim, ReportOptions, ReportUsageError, parse_by, query, run_report
 from surveysync.report.nps import Tally, ranks
 from surveysync.report.period import Period
 from tests.conftest import TZ, Store, local
@@ -478,3 +480,15 @@ def test_on_sqlite_every_read_is_led_by_an_index(tmp_path: Path) -> None:
     used = " ".join(plans)
     for index in ("ix_requests_report_groups", "ix_requests_report_lookup", "ix_responses_report"):
         assert f"COVERING INDEX {index}" in used, index
+
+
+def test_the_report_connection_cannot_write(store: Store, surveys: SurveyLedger) -> None:
+    """Even a bug could not write: the report's own connection refuses any change."""
+    surveys.survey(local(2026, 11, 20), 9)
+    db = query.open_for_reading(store.settings())
+    try:
+        with pytest.raises(LedgerError), db.reading() as conn:
+            conn.execute(insert(install).values(name="report", value="wrote"))
+    finally:
+        db.close()
+    assert surveys.ledger.install.get("report") is None
