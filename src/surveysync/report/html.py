@@ -72,7 +72,7 @@ def gather(conn: Connection, scope: query.Scope, settings: Settings, minimum: in
     def groups(keep: Sequence[int], by: tuple[Dim, ...]) -> list[Group]:
         return group_rows(rollup(cube, keep).values(), by, labels, minimum)
 
-    months = _every_bucket(groups([2], (Dim.MONTH,)), len(labels.buckets), labels, minimum)
+    months = _every_bucket(groups([2], (Dim.MONTH,)), Dim.MONTH, labels, minimum)
     rates, unit = _rates(conn, scope, months, labels, minimum)
     total = total_of(cube, minimum)
     report = Report(scope.store, scope.period, (), minimum, scope.now, total, [])
@@ -88,14 +88,11 @@ def gather(conn: Connection, scope: query.Scope, settings: Settings, minimum: in
     )
 
 
-def _every_bucket(groups: list[Group], count: int, labels: Labels, minimum: int) -> list[Group]:
+def _every_bucket(groups: list[Group], dim: Dim, labels: Labels, minimum: int) -> list[Group]:
     """One group per month or week of the period, an empty one where nothing was sent."""
     found = {g.key: g for g in groups}
-    dim = next(iter(groups[0].labels)) if groups else Dim.MONTH
-    return [
-        found.get((i,)) or group_rows([Cell((i,))], (dim,), labels, minimum)[0]
-        for i in range(count)
-    ]
+    empty = [Cell((i,)) for i in range(len(labels.buckets)) if (i,) not in found]
+    return sorted([*groups, *group_rows(empty, (dim,), labels, minimum)], key=lambda g: g.key)
 
 
 def _rates(
@@ -107,7 +104,7 @@ def _rates(
     week_labels = Labels(labels.locations, weeks)
     cells, _ = query.cells(conn, scope, (Dim.WEEK,))
     found = group_rows(cells, (Dim.WEEK,), week_labels, minimum)
-    return _every_bucket(found, len(weeks), week_labels, minimum), "week"
+    return _every_bucket(found, Dim.WEEK, week_labels, minimum), "week"
 
 
 def _per_location(groups: list[Group]) -> dict[str, list[Group]]:
