@@ -1,5 +1,5 @@
-"""Ledger reads for the report. Everything is summed in the database (GROUP BY), so what
-comes back is one row per group (or per comment shown), never one per survey.
+"""Ledger reads for the report. Everything is summed in the database, so what comes back is
+one row per group (or per comment shown), never one per survey.
 
 Which surveys and answers count (see the README's "Reports"):
 
@@ -309,7 +309,7 @@ def _sent_by_ranges(
 
 
 def _ranges(scope: Scope, dim: Dim | None) -> Any:
-    """The period's months or weeks (or the whole period) as rows (bucket, start, end)."""
+    """The period's months or weeks (or the whole period) as rows (bucket, since, until)."""
     starts = [b.start for b in scope.period.buckets(dim)] if dim else [scope.period.start]
     ends = [*starts[1:], scope.period.end]
     rows = list(zip(range(len(starts)), starts, ends, strict=True))
@@ -318,9 +318,8 @@ def _ranges(scope: Scope, dim: Dim | None) -> Any:
         column("since", UtcDateTime()),
         column("until", UtcDateTime()),
     )
-    return (
-        values(*columns, name="ranges").data(rows).cte("ranges")
-    )  # WITH: SQLite has no (VALUES ...) AS t (a, b)
+    # A WITH clause: SQLite cannot name the columns of (VALUES ...) AS ranges (a, b, c).
+    return values(*columns, name="ranges").data(rows).cte("ranges")
 
 
 def _project(full: Key, dims: Sequence[Dim]) -> Key:
