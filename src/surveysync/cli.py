@@ -556,3 +556,63 @@ def demo(directory: Path, outbox: Path, sales: int, seed: int) -> None:
     out.line(f"  surveysync --config {config_path} sync    # a second run sends nothing new")
     if report.counts["sent"] == 0:
         raise RunFailed("the demo sent nothing, which should not happen")
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+@main.command("report")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="First day of surveys sent (default: 89 days before --until).",
+)
+@click.option(
+    "--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day of surveys sent (default: today)."
+)
+@click.option(
+    "--by",
+    default="",
+    help="Group by location, employee, month or week; combine with commas (location,month).",
+)
+@click.option(
+    "--min-responses",
+    type=click.IntRange(min=1),
+    help="Fewest answers for a group to be ranked (default: [report] min_responses).",
+)
+@click.option("--json", "as_json", is_flag=True, help="The same figures as JSON, for scripts.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write one self-contained HTML report (charts, comments) to FILE.",
+)
+@click.pass_context
+def report_command(
+    ctx: click.Context,
+    since: datetime | None,
+    until: datetime | None,
+    by: str,
+    min_responses: int | None,
+    as_json: bool,
+    html_path: Path | None,
+) -> None:
+    """NPS with its 90 % margin of error, answers and response rate, by location, employee,
+    month or week. Reads only the ledger, and never writes to it."""
+    from surveysync import report as nps_report  # the report's modules load only for it
+
+    settings = _settings(ctx)
+    try:
+        options = nps_report.ReportOptions(
+            since=since.date() if since else None,
+            until=until.date() if until else None,
+            by=nps_report.parse_by(by),
+            min_responses=min_responses,
+            as_json=as_json,
+            html=html_path,
+        )
+        nps_report.run_report(settings, options, Output())
+    except nps_report.ReportUsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    except (nps_report.ReportError, LedgerError) as exc:
+        raise RunFailed(str(exc)) from None

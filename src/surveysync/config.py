@@ -488,6 +488,13 @@ class LoggingSettings(Section):
     keep_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
 
+class ReportSettings(Section):
+    """`surveysync report`."""
+
+    # A group with fewer counted answers is marked "too few" and never ranked.
+    min_responses: Annotated[int, Field(ge=1, le=100_000)] = 10
+
+
 class ScheduleSettings(Section):
     """When `surveysync run` syncs: every night at ``at``, store time."""
 
@@ -533,6 +540,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
+    report: ReportSettings = ReportSettings()
 
     @classmethod
     def settings_customise_sources(

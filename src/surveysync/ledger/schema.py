@@ -140,7 +140,30 @@ requests = Table(
     Index(None, "store", "status"),
     Index(None, "person_key"),
     Index(None, "store", "settled_at"),
+    # The report (migration 0004): a store's sent surveys per location and employee, and per
+    # month or week as ranges of send times, from the index alone; and the survey of each
+    # answer looked up by id without reading the row.
+    Index(
+        "ix_requests_report_groups",
+        "store",
+        "status",
+        "location_id",
+        "employee_name",
+        "settled_at",
+        "location_name",
+    ),
+    Index(
+        "ix_requests_report_lookup",
+        "id",
+        "store",
+        "status",
+        "settled_at",
+        "location_id",
+        "location_name",
+        "employee_name",
+    ),
 )
+
 
 cooldowns = Table(
     "cooldowns",
@@ -186,6 +209,17 @@ responses = Table(
     Column("answered_at", UtcDateTime),  # when it became counted (clicked or confirmed)
     Index(None, "store", "answered_at"),
     Index(None, "status", "settle_due_at"),
+    # The report (migration 0004): a store's answers read from the index alone, in request
+    # id order so that looking up their surveys walks the requests' id index in order.
+    Index(
+        "ix_responses_report",
+        "store",
+        "request_id",
+        "first_seen_at",
+        "status",
+        "score",
+        "settle_due_at",
+    ),
 )
 
 clicks = Table(
