@@ -10,6 +10,7 @@ move state one step on proof:
     ledger.requests      sending and settling requests
     ledger.suppressions  people and transactions never to ask
     ledger.install       the person-key secret and named cursors
+    ledger.answers       visits to the survey page's links and the answers they amount to
     ledger.keys          how people are named without keeping their addresses
 
 Error tree::
@@ -25,6 +26,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine
 
 from surveysync.config import Settings
+from surveysync.ledger.answers import Answers
 from surveysync.ledger.claims import Claims
 from surveysync.ledger.db import LedgerDb
 from surveysync.ledger.decisions import Decisions
@@ -47,6 +49,7 @@ class Ledger:
         self.claims = Claims(db, store, self.decisions)
         self.requests = Requests(db, store)
         self.suppressions = Suppressions(db)
+        self.answers = Answers(db, store)
 
     @classmethod
     def open(
