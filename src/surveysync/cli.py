@@ -756,3 +756,31 @@ def _build_demo(demo_store: Any, directory: Path, outbox: Path, sales: int, seed
         f"demo store: {sales} sales over {demo_store.DEMO_DAYS} days in {directory}/pos.sqlite"
     )
     return config_path
+
+
+# --- the survey page ------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default: web.host, 127.0.0.1).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (default: web.port, 8080; 0 picks a free one).",
+)
+@click.pass_context
+def web(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the survey page: score links, the comment form, unsubscribe, review invitations.
+
+    Runs until stopped (SIGTERM, SIGINT, Ctrl-Break), beside `surveysync run` on the same
+    ledger. Put a reverse proxy with TLS in front of it and set web.public_url.
+    """
+    from surveysync import web as survey_page
+
+    settings = _settings(ctx)
+    try:
+        survey_page.serve(
+            settings, host, port, ready=lambda url: click.echo(f"surveysync web: {url}")
+        )
+    except (survey_page.WebError, LedgerError) as exc:
+        raise RunFailed(str(exc)) from None

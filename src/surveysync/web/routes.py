@@ -186,15 +186,24 @@ def _show_survey(site: SurveySite, caller: Caller, token: str) -> Response:
 async def survey_form(request: Request) -> Response:
     site = _site(request)
     caller = _caller(request, site)
+    token = request.path_params["token"]
     if cross_site(request, site.settings.web.public_url):
         log.warning("web.cross_site_refused", path="s")
-        return _problem(site, caller, Problem.REFUSED)
+        return await _guarded(site, caller, _refuse, token, Problem.REFUSED, 403)
     try:
         body = await read_body(request, site.max_body)
     except BodyTooLarge:
         log.warning("web.body_too_large", path="s")
-        return _problem(site, caller, Problem.UNREADABLE, status=413)
-    return await _guarded(site, caller, _send_survey, request.path_params["token"], body)
+        return await _guarded(site, caller, _refuse, token, Problem.UNREADABLE, 413)
+    return await _guarded(site, caller, _send_survey, token, body)
+
+
+def _refuse(
+    site: SurveySite, caller: Caller, token: str, problem: Problem, status: int
+) -> Response:
+    """A refusal in the customer's language when the link is good (else the link's page)."""
+    _, survey = site.resolve(token, site.clock())
+    return _problem(site, caller, problem, survey, status)
 
 
 def _send_survey(site: SurveySite, caller: Caller, token: str, body: bytes) -> Response:
@@ -271,18 +280,19 @@ def _ask_unsubscribe(site: SurveySite, caller: Caller, token: str) -> Response:
 async def unsubscribe(request: Request) -> Response:
     site = _site(request)
     caller = _caller(request, site)
+    token = request.path_params["token"]
     try:
         body = await read_body(request, site.max_body)
     except BodyTooLarge:
         log.warning("web.body_too_large", path="u")
-        return _problem(site, caller, Problem.UNREADABLE, status=413)
+        return await _guarded(site, caller, _refuse, token, Problem.UNREADABLE, 413)
     # RFC 8058: mailbox providers POST this from their servers, without a browser; any site
     # may hold the link, and the link alone is the authority, so it is never refused.
     one_click = b"List-Unsubscribe" in body and b"One-Click" in body
     if not one_click and cross_site(request, site.settings.web.public_url):
         log.warning("web.cross_site_refused", path="u")
-        return _problem(site, caller, Problem.REFUSED)
-    return await _guarded(site, caller, _unsubscribe, request.path_params["token"], one_click)
+        return await _guarded(site, caller, _refuse, token, Problem.REFUSED, 403)
+    return await _guarded(site, caller, _unsubscribe, token, one_click)
 
 
 def _unsubscribe(site: SurveySite, caller: Caller, token: str, one_click: bool) -> Response:
