@@ -3,15 +3,17 @@
 The socket is bound here, before uvicorn starts, so that a port already in use is a clear
 ``WebError`` (and ``--port 0`` can say which port it got). uvicorn stops gracefully on
 SIGINT and SIGTERM, and on Windows on Ctrl+C and Ctrl+Break, which is how WinSW and NSSM
-stop a service. Proxy headers are handled by the application itself (``create_app``), only
-from ``web.trusted_proxies``, so uvicorn's own handling stays off.
+stop a service; the process then exits with code 0. Proxy headers are handled by the
+application itself (``create_app``), only from ``web.trusted_proxies``, so uvicorn's own
+handling stays off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import structlog
 import uvicorn
@@ -56,11 +58,25 @@ def serve(
         log.info("web.listening", url=url, public_url=settings.web.public_url)
         if ready is not None:
             ready(url)
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config).run(sockets=[sock])
     finally:
         ledger.close()
         sock.close()
     log.info("web.stopped")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a stop signal ends in a clean exit (code 0, after the
+    graceful stop and our own "web.stopped"), as `surveysync run` does; uvicorn would
+    raise the signal again once stopped, and the process would die of it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
 
 
 def bind(host: str, port: int) -> socket.socket:
