@@ -196,3 +196,22 @@ def test_clicks_on_different_scores_within_the_window_never_count(
     visits = [click(score, spread * i / len(scores)) for i, score in enumerate(scores)]
     result = derive(visits, SENT, POLICY, at(86_400))
     assert result.answer is not None and result.answer.status not in COUNTED
+
+
+@given(_visits)
+def test_a_click_is_the_scanners_exactly_when_another_score_was_clicked_nearby(
+    visits: list[Visit],
+) -> None:
+    """A click is part of a scanner's pass if and only if a click on another score of the
+    same email came within the scanner window, before or after it."""
+    result = derive(visits, SENT, POLICY, at(10_000))
+    for visit, outcome in zip(visits, result.outcomes, strict=True):
+        if visit.kind is not VisitKind.SCORE:
+            continue
+        near = any(
+            other.kind is VisitKind.SCORE
+            and other.score != visit.score
+            and abs(other.at - visit.at) <= POLICY.scanner_window
+            for other in visits
+        )
+        assert (outcome is Outcome.SCANNER) == near

@@ -188,7 +188,7 @@ def test_the_page_stops_cleanly_and_logs_no_address(
     logged = [
         line for path in (tmp_path / "logs").glob("*") for line in path.read_text().splitlines()
     ]
-    assert any('"web.visit"' in line for line in logged)
+    assert any('"web.listening"' in line for line in logged)
     assert any('"web.stopped"' in line for line in logged)
     for line in logged + running.stderr:
         assert not FULL_ADDRESS.search(line), line

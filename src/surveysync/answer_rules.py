@@ -36,6 +36,7 @@ the visits (``ledger.answers``) and the survey page feeds them in (``surveysync.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -143,15 +144,12 @@ def _classify(
     visits: Sequence[Visit], sent_at: datetime | None, policy: AnswerPolicy
 ) -> list[Outcome | None]:
     """Each score click's class (scanner, automated, early, or None for a person's)."""
-    clicks = [(v.at, v.score) for v in visits if v.kind is VisitKind.SCORE]
+    in_pass = _in_a_pass(visits, policy.scanner_window)
     classes: list[Outcome | None] = []
-    for visit in visits:
+    for i, visit in enumerate(visits):
         if visit.kind is not VisitKind.SCORE:
             classes.append(None)
-        elif any(
-            abs(at - visit.at) <= policy.scanner_window and score != visit.score
-            for at, score in clicks
-        ):
+        elif i in in_pass:
             classes.append(Outcome.SCANNER)
         elif visit.automated:
             classes.append(Outcome.AUTOMATED)
@@ -160,6 +158,28 @@ def _classify(
         else:
             classes.append(None)
     return classes
+
+
+def _in_a_pass(visits: Sequence[Visit], window: timedelta) -> set[int]:
+    """The score clicks with a click on another score within ``window`` on either side.
+    One sweep over the clicks in time order, keeping the scores inside the window."""
+    order = sorted(
+        (i for i, v in enumerate(visits) if v.kind is VisitKind.SCORE), key=lambda i: visits[i].at
+    )
+    inside: Counter[int | None] = Counter()
+    low = high = 0
+    found: set[int] = set()
+    for i in order:
+        at = visits[i].at
+        while high < len(order) and visits[order[high]].at - at <= window:
+            inside[visits[order[high]].score] += 1
+            high += 1
+        while at - visits[order[low]].at > window:
+            inside[visits[order[low]].score] -= 1
+            low += 1
+        if inside[visits[i].score] < high - low:  # some click in the window has another score
+            found.add(i)
+    return found
 
 
 def _apply(

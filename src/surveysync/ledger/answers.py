@@ -48,9 +48,14 @@ class SurveyRequest:
 class Recorded:
     """A visit as the ledger took it."""
 
+    request: SurveyRequest
     answer: Answer | None  # the request's answer after the visit
     outcome: Outcome | None  # None: not kept (the request's visits are full)
-    became_final: bool  # this visit made the answer final (confirmed or clicked)
+
+    @property
+    def confirmed(self) -> bool:
+        """This visit was a sent form that the ledger now holds as the final answer."""
+        return self.outcome is Outcome.CONFIRMED
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,28 +95,24 @@ class Answers:
     def record(
         self, request_id: str, visit: Visit, policy: AnswerPolicy, client: str | None
     ) -> Recorded | None:
-        """Keep a score or form visit and write the answer the visits now amount to.
-        None when this store has no such request."""
+        """Keep a score or form visit and write the answer the visits now amount to, in one
+        transaction. None when this store has no such request."""
         with self._db.transaction() as conn:
             request = _locked_request(conn, request_id, self._store)
             if request is None:
                 return None
-            kept = _visit_rows(conn, request_id)
-            before = _answer_row(conn, request_id)
+            kept = conn.execute(_VISITS, {"rid": request_id}).all()
+            visits = [_visit(row) for row in kept]
             if len(kept) >= MAX_VISITS:
-                return Recorded(before, None, False)
-            new_id = _insert_visit(conn, request_id, self._store, visit, client)
-            ids = [row.id for row in kept] + [new_id]
-            visits = [_visit(row) for row in kept] + [visit]
-            derived = derive(visits, request.sent_at, policy, visit.at)
-            old = [row.outcome for row in kept] + [None]
-            _update_outcomes(conn, ids, old, derived.outcomes)
+                full = derive(visits, request.sent_at, policy, visit.at)
+                return Recorded(request, full.answer, None)
+            derived = derive([*visits, visit], request.sent_at, policy, visit.at)
+            _insert_visit(conn, request_id, self._store, visit, client, derived.outcomes[-1])
+            _update_outcomes(conn, kept, derived.outcomes)
             if derived.answer is not None:
                 row = _response_row(request_id, self._store, derived.answer)
-                conn.execute(upsert(conn, responses, ["request_id"], row))
-        answer = derived.answer
-        became_final = bool(answer and answer.final and not (before and before.final))
-        return Recorded(answer, derived.outcomes[-1], became_final)
+                conn.execute(_response_upsert(conn), row)
+        return Recorded(request, derived.answer, derived.outcomes[-1])
 
     def record_side(
         self, request_id: str, visit: Visit, outcome: Outcome, client: str | None
@@ -174,25 +175,46 @@ class Answers:
 
 
 def _locked_request(conn: Connection, request_id: str, store: str) -> SurveyRequest | None:
-    # FOR UPDATE serializes the visits of one request on PostgreSQL; SQLite's write
-    # transactions are serialized already (BEGIN IMMEDIATE), and it ignores the clause.
-    query = (
-        select(*_REQUEST_COLUMNS)
-        .where(requests.c.id == request_id, requests.c.store == store)
-        .with_for_update()
-    )
-    row = conn.execute(query).first()
+    row = conn.execute(_LOCKED_REQUEST, {"rid": request_id, "store": store}).first()
     return SurveyRequest.from_row(row) if row else None
 
 
-def _visit_rows(conn: Connection, request_id: str) -> Sequence[Any]:
-    query = (
-        select(clicks)
-        .where(clicks.c.request_id == request_id)
-        .where(clicks.c.kind.in_((VisitKind.SCORE, VisitKind.FORM)))
-        .order_by(clicks.c.at, clicks.c.id)
+# Built once: a visit runs these in one short transaction, and building SQLAlchemy
+# statements per visit cost more than running them (benchmarks/bench_web.py).
+# FOR UPDATE serializes the visits of one request on PostgreSQL; SQLite's write
+# transactions are serialized already (BEGIN IMMEDIATE), and it ignores the clause.
+_LOCKED_REQUEST = (
+    select(*_REQUEST_COLUMNS)
+    .where(requests.c.id == bindparam("rid"), requests.c.store == bindparam("store"))
+    .with_for_update()
+)
+_VISITS = (
+    select(
+        clicks.c.id,
+        clicks.c.kind,
+        clicks.c.score,
+        clicks.c.comment,
+        clicks.c.at,
+        clicks.c.automated,
+        clicks.c.outcome,
     )
-    return conn.execute(query).all()
+    .where(clicks.c.request_id == bindparam("rid"))
+    .where(clicks.c.kind.in_((VisitKind.SCORE, VisitKind.FORM)))
+    .order_by(clicks.c.at, clicks.c.id)
+)
+_INSERT_VISIT = insert(clicks)
+_UPDATE_OUTCOME = (
+    update(clicks).where(clicks.c.id == bindparam("cid")).values(outcome=bindparam("new_outcome"))
+)
+_RESPONSE_UPSERTS: dict[str, Any] = {}
+
+
+def _response_upsert(conn: Connection) -> Any:
+    """INSERT … ON CONFLICT (request_id) DO UPDATE of a responses row, once per dialect."""
+    dialect = conn.dialect.name
+    if dialect not in _RESPONSE_UPSERTS:
+        _RESPONSE_UPSERTS[dialect] = upsert(conn, responses, ["request_id"], None)
+    return _RESPONSE_UPSERTS[dialect]
 
 
 def _visit(row: Any) -> Visit:
@@ -205,8 +227,8 @@ def _insert_visit(
     store: str,
     visit: Visit,
     client: str | None,
-    outcome: Outcome | None = None,
-) -> int:
+    outcome: Outcome | None,
+) -> None:
     row = {
         "request_id": request_id,
         "store": store,
@@ -218,22 +240,18 @@ def _insert_visit(
         "automated": visit.automated,
         "outcome": outcome,
     }
-    key = conn.execute(insert(clicks).values(**row)).inserted_primary_key
-    assert key is not None  # an INSERT of one row always has one
-    return int(key[0])
+    conn.execute(_INSERT_VISIT, row)
 
 
-def _update_outcomes(
-    conn: Connection, ids: list[int], old: list[str | None], new: list[Outcome]
-) -> None:
+def _update_outcomes(conn: Connection, kept: Sequence[Any], outcomes: list[Outcome]) -> None:
+    """Earlier visits judged anew (the first click of a pass becomes the scanner's)."""
     changed = [
-        {"cid": cid, "new_outcome": outcome}
-        for cid, before, outcome in zip(ids, old, new, strict=True)
-        if before != outcome
+        {"cid": row.id, "new_outcome": outcome}
+        for row, outcome in zip(kept, outcomes, strict=False)
+        if row.outcome != outcome
     ]
     if changed:
-        statement = update(clicks).where(clicks.c.id == bindparam("cid"))
-        conn.execute(statement.values(outcome=bindparam("new_outcome")), changed)
+        conn.execute(_UPDATE_OUTCOME, changed)
 
 
 def _answer_row(conn: Connection, request_id: str) -> Answer | None:

@@ -48,9 +48,11 @@ def system_clock() -> datetime:
 class Hooks:
     """What else happens when answers change; the lead wires alerts here.
 
-    ``after_answer(ledger, request_id, now)``: a visit made this request's answer final
-    (a sent form, or a click whose window had passed); called after the page was sent.
-    ``on_tick(ledger, now)``: after every sweep of provisional answers (every minute).
+    ``after_answer(ledger, request_id, now)``: a form was sent, so the request's answer is
+    final (confirmed), perhaps with a changed score; called after the thank-you page went
+    out. ``on_tick(ledger, now)``: after every sweep of provisional answers (every minute),
+    which is when clicked answers become final: a sweep over final answers (detractor
+    alerts) belongs here, and catches anything ``after_answer`` missed.
     """
 
     after_answer: Callable[[Ledger, str, datetime], object] | None = None
@@ -99,17 +101,20 @@ class SurveySite:
             self._ledger.close()
             self._ledger = None
 
-    def resolve(self, token: str, now: datetime) -> tuple[LinkClaim, SurveyRequest]:
-        """The claim of a link and its request in this store; InvalidLink says why not."""
+    def claim(self, token: str, now: datetime) -> LinkClaim:
+        """What a link says, if we signed it and it has not expired; else InvalidLink."""
         try:
-            claim = self.signer.read(token, now)
+            return self.signer.read(token, now)
         except InvalidLink as exc:
             log.info("web.link_refused", problem=exc.problem.value)
             raise
+
+    def resolve(self, token: str, now: datetime) -> tuple[LinkClaim, SurveyRequest]:
+        """The claim of a link and its request in this store; InvalidLink says why not."""
+        claim = self.claim(token, now)
         request = self.ledger.answers.survey_request(claim.request_id)
         if request is None:
-            log.info("web.link_refused", problem="unknown", request_id=claim.request_id)
-            raise InvalidLink(LinkProblem.UNKNOWN, "no such request in this store")
+            raise unknown(claim.request_id)
         return claim, request
 
     def allowed(self, request_id: str, now: datetime) -> bool:
@@ -138,6 +143,12 @@ class SurveySite:
             self.hooks.after_answer(self.ledger, request_id, self.clock())
         except Exception as exc:  # the periodic tick is the safety net
             log.error("web.hook_failed", hook="after_answer", error=type(exc).__name__)
+
+
+def unknown(request_id: str) -> InvalidLink:
+    """A link we signed whose request this store does not have (another store's, or gone)."""
+    log.info("web.link_refused", problem="unknown", request_id=request_id)
+    return InvalidLink(LinkProblem.UNKNOWN, "no such request in this store")
 
 
 def create_app(

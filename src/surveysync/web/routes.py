@@ -47,9 +47,9 @@ from surveysync.answer_rules import (
 )
 from surveysync.config import ReviewInvite
 from surveysync.ledger import LedgerError
-from surveysync.ledger.answers import Recorded, SurveyRequest
+from surveysync.ledger.answers import SurveyRequest
 from surveysync.render import InvalidLink, LinkProblem
-from surveysync.web.app import SurveySite
+from surveysync.web.app import SurveySite, unknown
 from surveysync.web.pages import PageFrame, Problem, View
 from surveysync.web.security import BodyTooLarge, client_key, cross_site, read_body
 
@@ -135,16 +135,10 @@ async def _guarded(site: SurveySite, caller: Caller, work: Work, *args: Any) -> 
         return _problem(site, caller, Problem.UNAVAILABLE, status=500)
 
 
-def _after(
-    site: SurveySite, response: Response, request_id: str, recorded: Recorded | None
-) -> Response:
-    if recorded is not None and recorded.became_final:
-        response.background = BackgroundTask(site.answered, request_id)
-    return response
-
-
 def _log_visit(request_id: str, kind: VisitKind, outcome: Outcome | None) -> None:
-    log.info(
+    # debug: every visit is in the ledger already, and an info event per click would cost
+    # more than the visit itself under a scanner's or a crowd's load
+    log.debug(
         "web.visit",
         request_id=request_id,
         kind=kind.value,
@@ -162,25 +156,23 @@ async def survey_page(request: Request) -> Response:
 
 def _show_survey(site: SurveySite, caller: Caller, token: str) -> Response:
     now = site.clock()
-    claim, survey = site.resolve(token, now)
+    claim = site.claim(token, now)
     if claim.score is None:
         raise InvalidLink(LinkProblem.TAMPERED, "an unsubscribe link on the survey page")
-    visit = Visit(
-        VisitKind.SCORE,
-        now,
-        claim.score,
-        automated=looks_automated(caller.method, caller.user_agent),
-    )
-    recorded = None
-    if site.allowed(survey.request_id, now):
-        recorded = site.ledger.answers.record(survey.request_id, visit, site.policy, caller.client)
-        _log_visit(survey.request_id, VisitKind.SCORE, recorded.outcome if recorded else None)
-    answer = recorded.answer if recorded else site.ledger.answers.response(survey.request_id)
+    automated = looks_automated(caller.method, caller.user_agent)
+    visit = Visit(VisitKind.SCORE, now, claim.score, automated=automated)
+    answers = site.ledger.answers
+    if site.allowed(claim.request_id, now):  # one transaction: find, keep, judge, write
+        recorded = answers.record(claim.request_id, visit, site.policy, caller.client)
+        if recorded is None:
+            raise unknown(claim.request_id)
+        _log_visit(claim.request_id, VisitKind.SCORE, recorded.outcome)
+        survey, answer = recorded.request, recorded.answer
+    else:
+        _, survey = site.resolve(token, now)
+        answer = answers.response(claim.request_id)
     comment = answer.comment if answer and answer.comment else ""
-    response = _page(
-        site, caller, survey, View.SURVEY, token=token, score=claim.score, comment=comment
-    )
-    return _after(site, response, survey.request_id, recorded)
+    return _page(site, caller, survey, View.SURVEY, token=token, score=claim.score, comment=comment)
 
 
 async def survey_form(request: Request) -> Response:
@@ -208,52 +200,54 @@ def _refuse(
 
 def _send_survey(site: SurveySite, caller: Caller, token: str, body: bytes) -> Response:
     now = site.clock()
-    claim, survey = site.resolve(token, now)
+    claim = site.claim(token, now)
     try:
-        fields = dict(
-            parse_qsl(
-                body.decode("ascii"),
-                keep_blank_values=True,
-                max_num_fields=_MAX_FIELDS,
-                errors="strict",
-            )
-        )
-    except ValueError:  # not a form we made: undecodable, or too many fields
-        return _problem(site, caller, Problem.UNREADABLE, survey)
-    score = parse_score(fields.get("score"))
-    raw_comment = fields.get("comment", "")
-    try:
-        comment = clean_comment(raw_comment)
+        fields = _form_fields(body)
+        score = parse_score(fields.get("score"))
+        comment = clean_comment(fields.get("comment"))
     except CommentProblem:
-        return _form_again(site, caller, survey, token, score, raw_comment, "comment")
+        return _form_again(site, caller, token, claim.score, fields, "comment")
+    except ValueError:  # not a form we made: undecodable, or too many fields
+        return _problem(site, caller, Problem.UNREADABLE, site.resolve(token, now)[1])
     if score is None:
-        return _form_again(site, caller, survey, token, claim.score, raw_comment, "score")
-    if not site.allowed(survey.request_id, now):
-        return _problem(site, caller, Problem.LIMITED, survey)
+        return _form_again(site, caller, token, claim.score, fields, "score")
+    if not site.allowed(claim.request_id, now):
+        return _problem(site, caller, Problem.LIMITED, site.resolve(token, now)[1])
     visit = Visit(VisitKind.FORM, now, score, comment)
-    recorded = site.ledger.answers.record(survey.request_id, visit, site.policy, caller.client)
-    _log_visit(survey.request_id, VisitKind.FORM, recorded.outcome if recorded else None)
-    if recorded is None or recorded.outcome is None:
-        return _problem(site, caller, Problem.LIMITED, survey)
+    recorded = site.ledger.answers.record(claim.request_id, visit, site.policy, caller.client)
+    if recorded is None:
+        raise unknown(claim.request_id)
+    _log_visit(claim.request_id, VisitKind.FORM, recorded.outcome)
+    if not recorded.confirmed:  # the email's visits are full
+        return _problem(site, caller, Problem.LIMITED, recorded.request)
     review = f"{caller.root}r/{token}" if site.settings.review.invites(score) else ""
-    response = _page(site, caller, survey, View.THANKS, review_url=review)
-    return _after(site, response, survey.request_id, recorded)
+    response = _page(site, caller, recorded.request, View.THANKS, review_url=review)
+    response.background = BackgroundTask(site.answered, claim.request_id)
+    return response
+
+
+def _form_fields(body: bytes) -> dict[str, str]:
+    """A url-encoded form's fields; ValueError for anything else."""
+    pairs = parse_qsl(
+        body.decode("ascii"), keep_blank_values=True, max_num_fields=_MAX_FIELDS, errors="strict"
+    )
+    return dict(pairs)
 
 
 def _form_again(
     site: SurveySite,
     caller: Caller,
-    survey: SurveyRequest,
     token: str,
     score: int | None,
-    comment: str,
+    fields: dict[str, str],
     error: str,
 ) -> Response:
     """The form once more, with what was typed and what to fix (status 400)."""
-    kept = comment[:COMMENT_LIMIT]
-    return _page(
-        site, caller, survey, View.SURVEY, 400, token=token, score=score, comment=kept, error=error
-    )
+    _, survey = site.resolve(token, site.clock())
+    chosen = parse_score(fields.get("score"))
+    kept = fields.get("comment", "")[:COMMENT_LIMIT]
+    context = {"token": token, "score": score if chosen is None else chosen, "comment": kept}
+    return _page(site, caller, survey, View.SURVEY, 400, error=error, **context)
 
 
 # --- unsubscribe -----------------------------------------------------------------------------
