@@ -60,8 +60,8 @@ class LedgerDb:
         self.engine = engine
         # SQLite has one writer at a time. Threads of one process (the survey page's request
         # handlers) queue for it here, handing over at once, instead of in SQLite's busy
-        # handler, which polls in sleeps of up to 100 ms: measured with 50 clients, p99 fell
-        # from seconds to tens of milliseconds (benchmarks/bench_web.py).
+        # handler, which polls in sleeps of up to 100 ms: with 50 clients on the page, p99
+        # fell by half (benchmarks/bench_web.py, README there).
         self._write_turn = threading.RLock() if engine.dialect.name == "sqlite" else None
         self._pinned: Connection | None = engine.connect() if pinned else None
         if self._pinned is not None:
