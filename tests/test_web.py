@@ -18,8 +18,6 @@ from surveysync.web import Hooks
 from tests.conftest import Store
 from tests.web_kit import SENT_AT, SurveyPage, survey_page
 
-NEVER_COUNTED = {"provisional", "scanner"}
-
 
 @pytest.fixture
 def page(store: Store) -> SurveyPage:
