@@ -322,11 +322,9 @@ def test_every_secret_can_come_from_a_file(tmp_path: Path, section: str, key: st
     """Each secret setting has a <key>_file twin, read from disk and trimmed of its newline."""
     secret = tmp_path / "secret"
     secret.write_text("sqlite:///from-a-file.sqlite\n", encoding="utf-8")
-    extra = "username = \"u\"\n" if section == "provider.smtp" else ""
+    extra = 'username = "u"\n' if section == "provider.smtp" else ""
     config = tmp_path / "surveysync.toml"
-    config.write_text(
-        f"[{section}]\n{extra}{key}_file = \"{secret.as_posix()}\"\n", encoding="utf-8"
-    )
+    config.write_text(f'[{section}]\n{extra}{key}_file = "{secret.as_posix()}"\n', encoding="utf-8")
     settings: Any = load_settings(config)
     for part in section.split("."):
         settings = getattr(settings, part)

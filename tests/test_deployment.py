@@ -13,12 +13,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "config" / "surveysync.service"
+WEB_UNIT = ROOT / "config" / "surveysync-web.service"
 WINSW = ROOT / "config" / "windows" / "surveysync-service.xml"
+WEB_WINSW = ROOT / "config" / "windows" / "surveysync-web-service.xml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 
 CLEAN_STOP = timedelta(seconds=30)  # `surveysync run` stops within this after a stop signal
+WEB_CLEAN_STOP = timedelta(seconds=10)  # `surveysync web` finishes its requests within this
 
 
 # --- systemd ------------------------------------------------------------------------------
@@ -114,6 +117,34 @@ def test_systemd_unit_is_hardened(unit: dict[str, dict[str, list[str]]]) -> None
     assert service["LogsDirectory"] == "surveysync"
 
 
+def test_the_survey_page_unit_runs_beside_the_daemon_with_the_same_hardening(
+    unit: dict[str, dict[str, list[str]]],
+) -> None:
+    """surveysync-web.service starts `surveysync web` as the same user, in the same
+    directory with the same config (so a SQLite ledger is the same file), hardened alike,
+    restarting after a crash and given time for its clean stop."""
+    web = parse_unit(WEB_UNIT.read_text(encoding="utf-8"))
+    assert one(web, "Service", "ExecStart").endswith("/bin/surveysync web")
+    for key in ("User", "Group", "WorkingDirectory", "StateDirectory", "LogsDirectory"):
+        assert one(web, "Service", key) == one(unit, "Service", key), key
+    assert web["Service"]["Environment"] == unit["Service"]["Environment"]
+    daemon = {key: values[-1] for key, values in unit["Service"].items()}
+    page = {key: values[-1] for key, values in web["Service"].items()}
+    hardening = [
+        key
+        for key in daemon
+        if key.startswith(("Protect", "Private", "Restrict", "NoNew", "Lock", "Memory"))
+        or key in ("SystemCallArchitectures", "CapabilityBoundingSet", "ReadWritePaths", "UMask")
+    ]
+    assert len(hardening) >= 15
+    for key in hardening:
+        assert page.get(key) == daemon[key], f"{key}= differs from the daemon's"
+    assert one(web, "Service", "Restart") == "on-failure"
+    assert one(web, "Service", "RestartPreventExitStatus") == "2"
+    assert systemd_seconds(one(web, "Service", "TimeoutStopSec")) > WEB_CLEAN_STOP.total_seconds()
+    assert one(web, "Install", "WantedBy") == "multi-user.target"
+
+
 # --- Windows (WinSW) ----------------------------------------------------------------------
 
 
@@ -166,6 +197,21 @@ def test_winsw_service_waits_for_the_clean_stop_and_restarts_after_a_crash(
         winsw_timespan(failure.get("delay", "0"))
     log = winsw.find("log")
     assert log is not None and log.get("mode") == "roll-by-size"
+
+
+def test_winsw_runs_the_survey_page_as_a_second_service(winsw: ET.Element) -> None:
+    """surveysync-web-service.xml starts `surveysync --config ... web` from the same virtual
+    environment and directory as the daemon, under its own service name."""
+    web = ET.parse(WEB_WINSW).getroot()
+    assert re.fullmatch(r"[A-Za-z0-9]+", text_of(web, "id"))
+    assert text_of(web, "id") != text_of(winsw, "id")
+    assert text_of(web, "executable") == text_of(winsw, "executable")
+    arguments = shlex.split(text_of(web, "arguments"))
+    assert arguments == [*shlex.split(text_of(winsw, "arguments"))[:-1], "web"]
+    assert text_of(web, "workingdirectory") == text_of(winsw, "workingdirectory")
+    assert winsw_timespan(text_of(web, "stoptimeout")) > WEB_CLEAN_STOP
+    failures = web.findall("onfailure")
+    assert failures and all(f.get("action") == "restart" for f in failures)
 
 
 # --- Docker -------------------------------------------------------------------------------

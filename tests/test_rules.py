@@ -544,8 +544,10 @@ def _split(offers: Offers) -> tuple[list[str], list[str]]:
 def test_the_most_recent_sale_of_a_person_wins() -> None:
     """A customer who bought three times in one run gets one survey, about the last purchase."""
     keys = ("e:jan", "c:s:C1")
-    offers = [(_sale(transaction_id, hour), keys) for transaction_id, hour in
-              [("1", 9), ("2", 12), ("3", 17)]]
+    offers = [
+        (_sale(transaction_id, hour), keys)
+        for transaction_id, hour in [("1", 9), ("2", 12), ("3", 17)]
+    ]
     assert _split(offers) == (["3"], ["1", "2"])
 
 

@@ -554,6 +554,10 @@ def demo(directory: Path, outbox: Path, sales: int, seed: int) -> None:
     out.line(f"  surveysync --config {config_path} explain --customer {played.example_customer}")
     out.line(f"  surveysync --config {config_path} status")
     out.line(f"  surveysync --config {config_path} sync    # a second run sends nothing new")
+    out.line(f"  surveysync --config {config_path} report --html nps.html")
+    out.line("")
+    for line in demo_store.page_hint(config_path, outbox):
+        out.line(line)
     if report.counts["sent"] == 0:
         raise RunFailed("the demo sent nothing, which should not happen")
 
@@ -615,4 +619,32 @@ def report_command(
     except nps_report.ReportUsageError as exc:
         raise click.UsageError(str(exc)) from None
     except (nps_report.ReportError, LedgerError) as exc:
+        raise RunFailed(str(exc)) from None
+
+
+# --- the survey page ------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default: web.host, 127.0.0.1).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (default: web.port, 8080; 0 picks a free one).",
+)
+@click.pass_context
+def web(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the survey page: score links, the comment form, unsubscribe, review invitations.
+
+    Runs until stopped (SIGTERM, SIGINT, Ctrl-Break), beside `surveysync run` on the same
+    ledger. Put a reverse proxy with TLS in front of it and set web.public_url.
+    """
+    from surveysync import web as survey_page
+
+    settings = _settings(ctx)
+    try:
+        survey_page.serve(
+            settings, host, port, ready=lambda url: click.echo(f"surveysync web: {url}")
+        )
+    except (survey_page.WebError, LedgerError) as exc:
         raise RunFailed(str(exc)) from None

@@ -11,6 +11,7 @@ This module must never open a database, a socket or a log file.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import zoneinfo
 from datetime import datetime, time
@@ -255,6 +256,18 @@ def _api_url(value: str) -> str:
 ApiUrl = Annotated[str, AfterValidator(_api_url)]
 
 
+def _page_url(value: str) -> str:
+    """Where customers reach the survey page: https, or plain http to this machine only (the
+    demo, a test). No query or fragment: links are built by appending a path."""
+    value = _api_url(value)
+    if "?" in value or "#" in value:
+        raise ValueError("must not have a query (?) or a fragment (#)")
+    return value
+
+
+PageUrl = Annotated[str, AfterValidator(_page_url)]
+
+
 class HttpSettings(Section):
     """How every HTTP provider (SendGrid, Postmark, Mailgun, Resend, Brevo, webhook) calls."""
 
@@ -369,8 +382,9 @@ class EmailSettings(Section):
     from_address: str = "feedback@demo-cycles.example"
     from_name: str = "Demo Cycles"
     reply_to: str | None = None
-    survey_base_url: Annotated[str, Field(pattern=r"^https://")] = "https://survey.example/s"
-    unsubscribe_base_url: Annotated[str, Field(pattern=r"^https://")] = "https://survey.example/u"
+    # Default <web.public_url>/s and /u when web.public_url is set.
+    survey_base_url: PageUrl = "https://survey.example/s"
+    unsubscribe_base_url: PageUrl = "https://survey.example/u"
     unsubscribe_mailto: str = "unsubscribe@demo-cycles.example"
     # Signs the score and unsubscribe links; kept out of the TOML file in production.
     link_secret: SecretStr = SecretStr("change-me-demo-link-secret")
@@ -472,6 +486,65 @@ class AlertSettings(Section):
     def daily_digest(self) -> bool:
         return self.enabled and self.digest is DigestSchedule.DAILY
 
+def _proxy_address(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address or network (for example 127.0.0.1 or 10.0.0.0/8)"
+        ) from None
+    return value
+
+
+class WebSettings(Section):
+    """`surveysync web`: the survey page customers reach from the email's links."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    # The address customers use (https://survey.example.com, or .../path behind a proxy
+    # that strips the path). When set, email links default to <public_url>/s and /u.
+    public_url: PageUrl | None = None
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed; no one else's.
+    trusted_proxies: list[Annotated[str, AfterValidator(_proxy_address)]] = Field(
+        default_factory=list
+    )
+    # A lone click counts once this long has passed without a click on another score.
+    settle_minutes: Annotated[int, Field(ge=1, le=1440)] = 30
+    # Clicks on different scores of one email this close together are a link scanner.
+    scanner_seconds: Annotated[int, Field(ge=1, le=600)] = 15
+    # A click this soon after the email was sent is a scanner at delivery (0: off).
+    early_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
+    # Per survey email: this many recorded visits at once, then rate_per_hour more.
+    rate_burst: Annotated[int, Field(ge=1, le=1000)] = 30
+    rate_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 60
+    # Larger request bodies are refused (413); 32 KiB holds a 2,000-character comment.
+    max_body_kib: Annotated[int, Field(ge=4, le=1024)] = 32
+
+    @model_validator(mode="after")
+    def _window_outlasts_a_pass(self) -> WebSettings:
+        if self.settle_minutes * 60 <= self.scanner_seconds:
+            raise ValueError("web.settle_minutes must be longer than web.scanner_seconds")
+        return self
+
+
+class ReviewInvite(StrEnum):
+    EVERYONE = "everyone"
+    PROMOTERS = "promoters"
+    OFF = "off"
+
+
+class ReviewSettings(Section):
+    """The invitation to leave a public review, on the survey's thank-you page."""
+
+    url: ApiUrl | None = None
+    invite: ReviewInvite = ReviewInvite.EVERYONE
+
+    def invites(self, score: int | None) -> bool:
+        """Whether the thank-you page after this score shows the invitation."""
+        if self.url is None or score is None or self.invite is ReviewInvite.OFF:
+            return False
+        return self.invite is ReviewInvite.EVERYONE or score >= 9
+
 
 class LogLevel(StrEnum):
     DEBUG = "debug"
@@ -541,6 +614,8 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
     report: ReportSettings = ReportSettings()
+    web: WebSettings = WebSettings()
+    review: ReviewSettings = ReviewSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -555,6 +630,23 @@ class Settings(BaseSettings):
         if cls._toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_path))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _links_follow_the_page(self) -> Settings:
+        """One setting makes links and page agree: with web.public_url, the email's link bases
+        default to it (a base set explicitly is kept)."""
+        public = self.web.public_url
+        if public is None:
+            return self
+        chosen = self.email.model_fields_set
+        defaults = {
+            key: f"{public}/{path}"
+            for key, path in (("survey_base_url", "s"), ("unsubscribe_base_url", "u"))
+            if key not in chosen
+        }
+        if defaults:
+            object.__setattr__(self, "email", self.email.model_copy(update=defaults))
+        return self
 
     @model_validator(mode="after")
     def _locations_stay_active(self) -> Settings:

@@ -10,7 +10,11 @@ This module writes to a POS database it creates; it never touches an existing on
 
 from __future__ import annotations
 
+import email
+import email.policy
+import html
 import random
+import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -90,6 +94,7 @@ DEMO_LOCATIONS = {1: "Centrum", 2: "Noord", 3: "Werkplaats Oost", 4: "Magazijn"}
 DEMO_EXCLUDED_LOCATION = 4
 DEMO_EXCLUDED_CUSTOMER = "C0007"
 DEMO_EMPLOYEES = {1: "Anouk", 2: "Bram", 3: "Carmen", 4: "Dae-jung"}
+DEMO_WEB_PORT = 8080
 
 # (first, last, language, email local part): names are data, whatever they hold.
 _PEOPLE = [
@@ -330,7 +335,39 @@ first_run_start = {first_run_start.replace(microsecond=0).isoformat()}
 [provider]
 kind = "outbox"
 outbox_dir = "{outbox.as_posix()}"
+
+[web]
+# `surveysync --config {(directory / "surveysync.toml").as_posix()} web` serves the survey page
+# here; the links in the demo's emails open on it.
+port = {DEMO_WEB_PORT}
+public_url = "http://127.0.0.1:{DEMO_WEB_PORT}"
 """
+
+
+def page_hint(config_path: Path, outbox: Path) -> list[str]:
+    """How to try the survey page after the demo: the command that starts it, and one real
+    score link from the outbox that opens on it (printed by `surveysync demo`)."""
+    lines = [
+        "Try the survey page a customer sees: start it with",
+        f"  surveysync --config {config_path.as_posix()} web",
+    ]
+    emails = sorted(outbox.glob("*.eml"), key=lambda path: (path.stat().st_mtime, path.name))
+    link = _score_link(emails, score=9)
+    if link is not None:
+        lines += ["then open a score link from the outbox in a browser, for example", f"  {link}"]
+    return lines
+
+
+def _score_link(emails: list[Path], score: int) -> str | None:
+    for path in reversed(emails):  # the newest night's emails come last
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        body = message.get_body(("html",))
+        if body is None:
+            continue
+        links = re.findall(r'href="([^"]+/s/[^"]+)"', body.get_content())
+        if len(links) == 11:
+            return html.unescape(links[score])
+    return None
 
 
 def demo_nights(now: datetime) -> list[datetime]:

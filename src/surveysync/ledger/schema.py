@@ -232,9 +232,15 @@ clicks = Table(
     Column("store", String(64), nullable=False),
     Column("kind", String(16), nullable=False),  # score | form | review | unsubscribe
     Column("score", Integer),
+    Column("comment", Text),  # what a sent form said (kind form), kept as sent
     Column("at", UtcDateTime, nullable=False),
     Column("client", String(64)),  # keyed hash of address and user agent; never the IP
-    Column("outcome", String(16)),  # what the visit did (provisional, confirmed, scanner...)
+    # Made by a program (HEAD, a tool's user agent): a fact of the visit, so that the
+    # answer can be derived again from the visits alone (surveysync.answer_rules).
+    Column("automated", Boolean, nullable=False, default=False),
+    # What the visit did, as the rules judge it with every visit known so far (the first
+    # click of a scanner's pass reads "scanner" once the second has arrived).
+    Column("outcome", String(16)),
     Index(None, "request_id", "at"),
 )
 

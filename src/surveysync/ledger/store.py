@@ -11,6 +11,7 @@ move state one step on proof:
     ledger.suppressions  people and transactions never to ask
     ledger.install       the person-key secret and named cursors
     ledger.alerts        the store manager's detractor alerts and digests
+    ledger.answers       visits to the survey page's links and the answers they amount to
     ledger.keys          how people are named without keeping their addresses
 
 Error tree::
@@ -27,6 +28,7 @@ from sqlalchemy import Connection, Engine
 
 from surveysync.config import Settings
 from surveysync.ledger.alerts import Alerts
+from surveysync.ledger.answers import Answers
 from surveysync.ledger.claims import Claims
 from surveysync.ledger.db import LedgerDb
 from surveysync.ledger.decisions import Decisions
@@ -50,6 +52,7 @@ class Ledger:
         self.requests = Requests(db, store)
         self.suppressions = Suppressions(db)
         self.alerts = Alerts(db, store)
+        self.answers = Answers(db, store)
 
     @classmethod
     def open(

@@ -75,8 +75,10 @@ def _create_clicks() -> None:
         sa.Column("store", sa.String(length=64), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("score", sa.Integer(), nullable=True),
+        sa.Column("comment", sa.Text(), nullable=True),
         sa.Column("at", sa.DateTime(), nullable=False),
         sa.Column("client", sa.String(length=64), nullable=True),
+        sa.Column("automated", sa.Boolean(), nullable=False),
         sa.Column("outcome", sa.String(length=16), nullable=True),
         sa.ForeignKeyConstraint(
             ["request_id"], ["requests.id"], name=op.f("fk_clicks_request_id_requests")
