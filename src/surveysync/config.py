@@ -20,7 +20,6 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Literal, TypeGuard, Union, get_args, get_origin
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -41,6 +40,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from surveysync.addresses import InvalidAddress, accept
 from surveysync.model import SaleKind
 
 ENV_PREFIX = "SURVEYSYNC__"
@@ -405,8 +405,8 @@ class EmailSettings(Section):
         if value is None:
             return None
         try:
-            validate_email(value, check_deliverability=False)
-        except EmailNotValidError as exc:
+            accept(value)
+        except InvalidAddress as exc:
             raise ValueError(f"not an email address: {exc}") from None
         return value
 

@@ -13,7 +13,6 @@ everything else (otherwise a return could "win" and leave the real sale unasked)
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,8 +21,8 @@ from enum import Enum, StrEnum
 from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
-from email_validator import EmailNotValidError, validate_email
 
+from surveysync.addresses import InvalidAddress, accept
 from surveysync.config import RuleSettings
 from surveysync.model import Sale
 
@@ -110,13 +109,15 @@ class InvalidEmail(ValueError):
 
 
 def normalize_email(raw: str) -> str:
-    """The form people are matched by: validated syntax, NFC, lower case. No DNS lookups."""
-    text = unicodedata.normalize("NFC", raw.strip())
+    """The form people are matched by: validated syntax, NFC, lower case. No DNS lookups.
+
+    The address is taken as written (``surveysync.addresses.accept``): spaces or line breaks
+    around it, or an RFC 2047 encoded word in it, make it invalid, never silently repaired;
+    what is accepted here is what a message is sent to."""
     try:
-        valid = validate_email(text, check_deliverability=False)
-    except EmailNotValidError as exc:
+        return accept(raw).matched_as
+    except InvalidAddress as exc:
         raise InvalidEmail(str(exc)) from None
-    return valid.normalized.lower()
 
 
 def next_eligible_at(last_request_at: datetime, cooldown_months: int, tz: ZoneInfo) -> datetime:
