@@ -207,14 +207,15 @@ def print_explanation(out: Output, result: reports.ExplainResult, settings: Sett
         return
     out.table(
         f"Decisions for {result.subject}",
-        ["sale", "transaction", "location", "decision", "rule", "request"],
+        ["sale", "transaction", "customer", "location", "decision", "rule", "request"],
         [
             (
                 local_time(r.sale_at, tz),
                 r.transaction_id,
+                r.customer_id or "-",
                 r.location_id or "-",
                 r.decision,
-                r.reason or "all rules passed",
+                r.rule,
                 r.request_status or "-",
             )
             for r in result.rows

@@ -242,10 +242,18 @@ class Explanation:
     request_status: str | None
     next_eligible: datetime | None  # None: now, or never when unsubscribed
     unsubscribed: bool
+    detail: str | None = None  # more about the reason: an unreadable row's column
 
     @property
     def decision(self) -> str:
         return "request" if self.reason is None else "skip"
+
+    @property
+    def rule(self) -> str:
+        """The reason as shown: ``unreadable_row (finalized_at)``."""
+        if self.reason is None:
+            return "all rules passed"
+        return f"{self.reason} ({self.detail})" if self.detail else self.reason
 
 
 @dataclass
@@ -292,6 +300,7 @@ def explain(
             row["request_status"],
             next_at,
             bool(suppressed),
+            row["detail"],
         )
         for row in found
     ]
