@@ -23,6 +23,7 @@ from email_validator import EmailNotValidError, validate_email
 
 # Parts of a header that a mail parser reads as something else than the text itself.
 _ENCODED_WORD_MARKS = ("=?", "?=")
+_LOCAL_PART_OCTETS = 64  # RFC 5321 4.5.3.1.1; mail servers refuse longer ones
 
 
 class InvalidAddress(ValueError):
@@ -56,6 +57,8 @@ def accept(raw: str) -> AcceptedAddress:
         valid = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidAddress(str(exc)) from None
+    if len(valid.local_part.encode("utf-8")) > _LOCAL_PART_OCTETS:
+        raise InvalidAddress(f"the part before the @-sign is over {_LOCAL_PART_OCTETS} bytes")
     if valid.ascii_domain is None:  # email-validator always sets it for a domain name
         raise InvalidAddress("the domain has no ASCII form")
     return AcceptedAddress(valid.local_part, valid.ascii_domain, valid.normalized.lower())
