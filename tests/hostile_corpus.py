@@ -225,7 +225,9 @@ def write_corpus(pos_path: Path) -> Corpus:
     return corpus
 
 
-def _expect_sent(corpus: Corpus, tid: str, address: str, first: str | None, last: str | None) -> None:
+def _expect_sent(
+    corpus: Corpus, tid: str, address: str, first: str | None, last: str | None
+) -> None:
     corpus.expected[tid] = "request"
     corpus.addresses[accept(address).addr_spec] = tid
     parts = (clean_text(first), clean_text(last))

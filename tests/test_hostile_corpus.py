@@ -87,7 +87,9 @@ def check_run(store: Store, corpus: Corpus, report: RunReport, logs: io.StringIO
     assert all('"column": "' in line for line in unreadable)
 
 
-def test_the_corpus_through_a_night_into_the_outbox(tmp_path: Path, quiet_logs: io.StringIO) -> None:
+def test_the_corpus_through_a_night_into_the_outbox(
+    tmp_path: Path, quiet_logs: io.StringIO
+) -> None:
     """Several hundred hostile rows: each sale decided, one well-formed message per request,
     each to exactly the address the rules accepted and to nobody else."""
     store, corpus = corpus_store(tmp_path / "outbox-store")

@@ -177,7 +177,10 @@ def test_a_year_past_9999_in_utc_is_one_unreadable_row(store: Store) -> None:
     assert store.decisions() == {str(bad): "unreadable_row"}
 
 
-@pytest.mark.parametrize(("finalized", "decision"), [("''", "not_finalized"), ("'soon'", "unreadable_row"), ("7", "unreadable_row")])
+@pytest.mark.parametrize(
+    ("finalized", "decision"),
+    [("''", "not_finalized"), ("'soon'", "unreadable_row"), ("7", "unreadable_row")],
+)
 def test_a_sale_with_an_unusable_finalized_time_is_placed_by_its_creation(
     store: Store, finalized: str, decision: str
 ) -> None:
@@ -197,9 +200,7 @@ def test_rows_no_window_can_place_are_counted_and_logged(
     counts it and logs its id."""
     store.customer("C1")
     lost = store.pos.sale("C1", DAY)
-    pos_sql(
-        store, "UPDATE transactions SET created_at = 'x', finalized_at = '' WHERE id = ?", lost
-    )
+    pos_sql(store, "UPDATE transactions SET created_at = 'x', finalized_at = '' WHERE id = ?", lost)
     report = store.run(NIGHT)
     assert report.status == "succeeded" and report.counts["unplaced_rows"] == 1
     [line] = [line for line in quiet_logs.getvalue().splitlines() if "pos.rows_unplaced" in line]
