@@ -20,7 +20,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from surveysync import pos
 from surveysync.config import Preset, SqlPosSettings
 from surveysync.demo import PosWriter, create_pos_schema
-from surveysync.pos import CheckName, LoginCanWrite, PosError, ReadOnlyViolation, create_pos_engine
+from surveysync.pos import (
+    CheckName,
+    ColumnUnreadable,
+    LoginCanWrite,
+    PosError,
+    PosMappingError,
+    ReadOnlyViolation,
+    create_pos_engine,
+)
 from tests.conftest import TZ, local, server_missing
 
 MARIADB_ADMIN_URL = os.environ.get(
@@ -290,3 +298,20 @@ def test_a_login_with_one_write_grant_is_named(pos_db: Pos, read_only_login: str
     assert not login.ok
     assert ("public.customers" in login.detail) or ("INSERT" in login.detail), login.detail
 
+
+
+def test_a_column_the_server_cannot_hand_over_is_one_error_naming_it(
+    postgresql_pos: Pos,
+) -> None:
+    """A mapping whose total casts text to a number fails on the server for the whole read:
+    one mapping error naming the column (fix the config), not an outage retried all night."""
+    settings = _custom(postgresql_pos, "c.last_name")
+    query = (settings.query or "").replace("t.total AS total", "CAST(c.first_name AS int) AS total")
+    source = pos.create(settings.model_copy(update={"query": query}), TZ)
+    try:
+        with pytest.raises(ColumnUnreadable) as caught:
+            list(source.sales(local(2026, 11, 20, 0), local(2026, 11, 21, 0)))
+    finally:
+        source.close()
+    assert caught.value.column == "total"
+    assert "column total" in str(caught.value) and isinstance(caught.value, PosMappingError)
