@@ -286,3 +286,27 @@ def test_a_bad_url_port_or_link_secret_is_a_config_error(
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert "short-secret" not in result.output
+
+
+def test_a_repeated_transaction_id_across_a_chunk_boundary_is_not_lost(store: Store) -> None:
+    """When the two rows of one transaction id fall on either side of a chunk boundary, the
+    next chunk starts at that key again: the second customer is decided too."""
+    pos_sql(store, "CREATE TABLE sales_export (tx TEXT, at TEXT, customer TEXT, email TEXT)")
+    rows = [(f"A{n:03d}", f"P{n}") for n in range(99)] + [("T1", "X"), ("T1", "Y")]
+    for tx, customer in rows:
+        pos_sql(
+            store,
+            "INSERT INTO sales_export VALUES (?, '2026-11-20 10:00:00.000000', ?, ?)",
+            tx,
+            customer,
+            f"{customer.lower()}@example.com",
+        )
+    store.extra["pos"] = {
+        "mapping": '"custom"',
+        "query": '"""' + SALES_EXPORT.format(ending="") + '"""',
+        "chunk_size": "100",
+    }
+    report = store.run(NIGHT)
+    assert report.status == "succeeded"
+    decided = store.ledger_rows("SELECT transaction_id, customer_id FROM decisions")
+    assert len(decided) == 101 and ("T1", "Y") in decided

@@ -1,8 +1,9 @@
 """One rendered survey email and its RFC 5322 form: addresses, headers, MIME parts.
 
 Customer data only ever reaches a message as template variables (autoescaped in HTML) or
-as header values cleaned of control characters; nothing a POS record holds can add a header
-or change the MIME structure.
+as header values cleaned of control characters and written by ``render.headers`` (quoted or
+encoded, never parsed again); the address is the one ``surveysync.addresses`` accepted, as it
+is. Nothing a POS record holds can add a header, a recipient, or change the MIME structure.
 """
 
 from __future__ import annotations
