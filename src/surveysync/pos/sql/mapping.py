@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -127,7 +128,9 @@ def row_to_sale(row: Mapping[str, Any], tz: ZoneInfo, timestamps: Timestamps) ->
     return Sale(**values)
 
 
+@lru_cache(maxsize=8)
 def _readers(tz: ZoneInfo, timestamps: Timestamps) -> dict[str, Callable[[Any], Any]]:
+    """Each column's reader, in REQUIRED_COLUMNS order (built once per zone and frame)."""
     def time(value: Any) -> datetime | None:
         return to_store_time(value, tz, timestamps)
 
