@@ -139,12 +139,12 @@ def test_environment_overrides_the_file_and_secrets_come_from_files(
 ) -> None:
     """SURVEYSYNC__SECTION__KEY wins over the file; a *_file secret is read from disk."""
     secret_file = tmp_path / "link-secret"
-    secret_file.write_text("from-a-file\n")
+    secret_file.write_text("from-a-file-at-least-32-bytes-long\n")
     monkeypatch.setenv("SURVEYSYNC__RULES__COOLDOWN_MONTHS", "6")
     monkeypatch.setenv("SURVEYSYNC__EMAIL__LINK_SECRET_FILE", str(secret_file))
     settings = load_settings(store.write_config())
     assert settings.rules.cooldown_months == 6
-    assert settings.email.link_secret.get_secret_value() == "from-a-file"
+    assert settings.email.link_secret.get_secret_value() == "from-a-file-at-least-32-bytes-long"
     assert "from-a-file" not in repr(settings)
 
 
@@ -321,11 +321,11 @@ def test_every_reason_code_is_documented_in_the_readme() -> None:
 def test_every_secret_can_come_from_a_file(tmp_path: Path, section: str, key: str) -> None:
     """Each secret setting has a <key>_file twin, read from disk and trimmed of its newline."""
     secret = tmp_path / "secret"
-    secret.write_text("sqlite:///from-a-file.sqlite\n", encoding="utf-8")
+    secret.write_text("sqlite:///from-a-file-with-a-longer-name.sqlite\n", encoding="utf-8")
     extra = 'username = "u"\n' if section == "provider.smtp" else ""
     config = tmp_path / "surveysync.toml"
     config.write_text(f'[{section}]\n{extra}{key}_file = "{secret.as_posix()}"\n', encoding="utf-8")
     settings: Any = load_settings(config)
     for part in section.split("."):
         settings = getattr(settings, part)
-    assert getattr(settings, key).get_secret_value() == "sqlite:///from-a-file.sqlite"
+    assert getattr(settings, key).get_secret_value() == "sqlite:///from-a-file-with-a-longer-name.sqlite"

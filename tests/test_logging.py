@@ -18,7 +18,7 @@ FULL_EMAIL = re.compile(r"[A-Za-z0-9._%+-]*[A-Za-z0-9]{2}@[A-Za-z0-9.-]+\.[a-z]{
 
 def test_a_full_run_logs_stable_events_without_addresses_or_secrets(store: Store) -> None:
     """Every line of a run's log is JSON, names its run, and holds no address or secret."""
-    store.extra["email"] = {"link_secret": '"s3cret-link-key-123"'}
+    store.extra["email"] = {"link_secret": '"s3cret-link-key-123-of-32-bytes-or-more"'}
     store.extra["ledger"] = {"hash_secret": '"hash-key-456"'}
     for n in range(3):
         store.customer(f"C{n}", f"private.person{n}@example.com")
@@ -39,7 +39,7 @@ def test_a_full_run_logs_stable_events_without_addresses_or_secrets(store: Store
     assert events[-1]["counts"]["sent"] == 2
     for line in lines:
         assert not FULL_EMAIL.search(line), line
-        assert "s3cret-link-key-123" not in line and "hash-key-456" not in line
+        assert "s3cret-link-key-123-of-32-bytes-or-more" not in line and "hash-key-456" not in line
 
 
 def test_the_masker_covers_exceptions_nested_values_and_every_secret() -> None:

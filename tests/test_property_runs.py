@@ -511,7 +511,7 @@ def test_cooldown_of_three_calendar_months_end_to_end(
 ) -> None:
     """Asked in the night of 30 November, a customer is asked again from 28 February on."""
     ann = Customer("C1", "Ann", "O'Brien", "ann@example.com")
-    also_ann = Customer("C2", "Ann", "O'Brien", "ANN@Example.com ")  # a second record
+    also_ann = Customer("C2", "Ann", "O'Brien", "ANN@Example.com")  # a second record
     scenario = Scenario(
         customers=[ann, also_ann],
         sales=[

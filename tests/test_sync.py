@@ -45,6 +45,11 @@ def test_every_reason_code_is_reached_through_real_runs(store: Store) -> None:
     }
     excluded = store.pos.sale("C7", day)
     expected[excluded] = "transaction_excluded"
+    spoiled = store.pos.sale("C1", datetime(2026, 11, 20, 9, 0))
+    expected[spoiled] = "unreadable_row"
+    store.pos.flush()
+    with store.pos.engine.begin() as conn:  # an import wrote words where the total goes
+        conn.exec_driver_sql("UPDATE transactions SET total = 'lots' WHERE id = ?", (spoiled,))
     assert store.cli("suppress", "add", "--transaction", str(excluded)).exit_code == 0
     assert store.cli("suppress", "add", "--email", "C13@Example.com").exit_code == 0
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from surveysync.links import link_signer
 from surveysync.model import COUNTED
-from surveysync.render import LinkSigner
 from surveysync.web import Hooks
 from tests.conftest import Store
 from tests.web_kit import SENT_AT, SurveyPage, survey_page
@@ -230,7 +230,7 @@ def test_unusable_links_get_a_plain_page_in_the_stores_language(page: SurveyPage
     store's default language, never a traceback."""
     link = page.emails["C3"].scores[7]
     base, token = link.rsplit("/", 1)
-    signer = LinkSigner("change-me-demo-link-secret", timedelta(days=60))
+    signer = link_signer(page.store.settings().email)  # the store's own secret
     old = signer.score_token(page.emails["C3"].request_id, 7, SENT_AT - timedelta(days=61))
     unknown = signer.score_token("f" * 32, 7, SENT_AT)
     cases = {

@@ -18,7 +18,7 @@ from surveysync.render import Renderer
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    name: str  # config | pos | mapping | ledger | templates | provider
+    name: str  # config | pos | mapping | pos-login | ledger | templates | provider
     ok: bool
     detail: str
 

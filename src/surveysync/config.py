@@ -21,7 +21,6 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Literal, TypeGuard, Union, get_args, get_origin
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -42,6 +41,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from surveysync.addresses import InvalidAddress, accept
 from surveysync.model import SaleKind
 
 ENV_PREFIX = "SURVEYSYNC__"
@@ -113,6 +113,19 @@ class Preset(StrEnum):
     CUSTOM = "custom"
 
 
+def _database_url(value: SecretStr, key: str) -> None:
+    """A database URL whose parts can be read: a port that is a number. (A URL that is no
+    URL at all is left to the source, which reports it; the URL itself is never shown.)"""
+    url = value.get_secret_value()
+    authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
+    host_port = authority.rpartition("@")[2]
+    if host_port.startswith("["):  # an IPv6 address: [::1]:5432
+        host_port = host_port.partition("]")[2]
+    port = host_port.rpartition(":")[2] if ":" in host_port else ""
+    if port and not port.isdigit():
+        raise ValueError(f"the port in {key} is not a number")
+
+
 class SqlPosSettings(Section):
     """``kind = "sql"`` (the default): the POS database, read through a mapping query."""
 
@@ -129,6 +142,7 @@ class SqlPosSettings(Section):
     @model_validator(mode="after")
     def _resolve(self) -> SqlPosSettings:
         _load_secret_files(self, "url")
+        _database_url(self.url, "pos.url")
         if self.mapping is Preset.CUSTOM and not (self.query and self.query.strip()):
             raise ValueError("mapping = 'custom' needs pos.query (SQL with :start and :end)")
         if self.query and self.mapping is not Preset.CUSTOM:
@@ -163,6 +177,7 @@ class LedgerSettings(Section):
     @model_validator(mode="after")
     def _resolve(self) -> LedgerSettings:
         _load_secret_files(self, "url", "hash_secret")
+        _database_url(self.url, "ledger.url")
         return self
 
 
@@ -378,6 +393,9 @@ _API_KEY_PROVIDERS = {
 }
 
 
+LINK_SECRET_BYTES = 32
+
+
 class EmailSettings(Section):
     from_address: str = "feedback@demo-cycles.example"
     from_name: str = "Demo Cycles"
@@ -386,8 +404,9 @@ class EmailSettings(Section):
     survey_base_url: PageUrl = "https://survey.example/s"
     unsubscribe_base_url: PageUrl = "https://survey.example/u"
     unsubscribe_mailto: str = "unsubscribe@demo-cycles.example"
-    # Signs the score and unsubscribe links; kept out of the TOML file in production.
-    link_secret: SecretStr = SecretStr("change-me-demo-link-secret")
+    # Signs the score and unsubscribe links (at least 32 bytes); kept out of the TOML file
+    # in production.
+    link_secret: SecretStr = SecretStr("change-me-demo-link-secret-of-32-bytes-or-more")
     link_secret_file: Path | None = None
     link_valid_days: Annotated[int, Field(ge=1, le=365)] = 60
     # A folder whose <locale>/subject.txt, body.txt, body.html (or layout.*) replace the
@@ -419,14 +438,20 @@ class EmailSettings(Section):
         if value is None:
             return None
         try:
-            validate_email(value, check_deliverability=False)
-        except EmailNotValidError as exc:
+            accept(value)
+        except InvalidAddress as exc:
             raise ValueError(f"not an email address: {exc}") from None
         return value
 
     @model_validator(mode="after")
     def _resolve(self) -> EmailSettings:
         _load_secret_files(self, "link_secret")
+        if len(self.link_secret.get_secret_value().encode("utf-8")) < LINK_SECRET_BYTES:
+            raise ValueError(
+                f"email.link_secret must be at least {LINK_SECRET_BYTES} bytes (anyone who "
+                "guesses it can forge score and unsubscribe links); make one with: python3 "
+                '-c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
         return self
 
 
@@ -457,8 +482,8 @@ class AlertSettings(Section):
     def _addresses(cls, value: list[str]) -> list[str]:
         for address in value:
             try:
-                validate_email(address, check_deliverability=False)
-            except EmailNotValidError as exc:
+                accept(address)
+            except InvalidAddress as exc:
                 raise ValueError(f"{address!r} is not an email address: {exc}") from None
         return value
 

@@ -245,14 +245,15 @@ def print_explanation(out: Output, result: reports.ExplainResult, settings: Sett
         return
     out.table(
         f"Decisions for {result.subject}",
-        ["sale", "transaction", "location", "decision", "rule", "request", "sent"],
+        ["sale", "transaction", "customer", "location", "decision", "rule", "request", "sent"],
         [
             (
                 local_time(r.sale_at, tz),
                 r.transaction_id,
+                r.customer_id or "-",
                 _location(r, settings),
                 r.decision,
-                r.reason or "all rules passed",
+                r.rule,
                 r.request_status or "-",
                 local_time(r.sent_at, tz),
             )

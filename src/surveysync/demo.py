@@ -39,6 +39,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
 )
 
 from surveysync import logging as logs
@@ -231,8 +232,22 @@ def build_demo_pos(
     for index in range(sales):
         _demo_sale(writer, rng, customers, now, days, index)
     writer.flush()
+    _spoil_totals(writer, since=now - timedelta(days=10))
     writer.engine.dispose()
     return sales
+
+
+def _spoil_totals(writer: PosWriter, since: datetime) -> None:
+    """An old till wrote 'n/a' where two recent totals go: each becomes ``unreadable_row``,
+    and the nights go on."""
+    with writer.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE transactions SET total = 'n/a' WHERE id IN (SELECT id FROM transactions "
+                "WHERE created_at >= :since ORDER BY id LIMIT 2)"
+            ),
+            {"since": since},
+        )
 
 
 def _demo_customers(writer: PosWriter, rng: random.Random, count: int) -> list[str]:

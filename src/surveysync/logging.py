@@ -42,6 +42,8 @@ from typing import Any, TextIO
 import structlog
 from pydantic import BaseModel, SecretStr
 
+from surveysync.errors import url_credentials
+
 _LOCAL = r"A-Za-z0-9._%+\-'!#$&*/=?^`{|}~\u00c0-\uffff"  # characters of an address's local part
 # The look-behind starts a match only where a word starts: without it a long value with no
 # address in it (a 20 kB SQL text) is rescanned from every position, in quadratic time.
@@ -75,8 +77,13 @@ class SensitiveMasker:
     """A structlog processor: masks email addresses and known secrets in every value."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
+        found = {s for s in secrets if len(s) >= 4}
+        pairs = {(s, SECRET_MASK) for s in found}
+        # A URL's password is masked wherever it shows, also in the pieces a driver quotes
+        # from a URL it misread (an unencoded "@": "failed to resolve host 'ss@host'").
+        pairs |= {pair for s in found if "://" in s for pair in url_credentials(s)}
         # Longest first, so a secret containing another is masked whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._pairs = sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
 
     def __call__(
         self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
@@ -97,8 +104,8 @@ class SensitiveMasker:
         return value
 
     def _mask_text(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, SECRET_MASK)
+        for secret, shown in self._pairs:
+            text = text.replace(secret, shown)
         return EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
 
 

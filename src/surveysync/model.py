@@ -39,6 +39,16 @@ class Sale:
     total: Decimal | None
     kind: SaleKind
 
+    @property
+    def ref(self) -> SaleRef:
+        """What its decision is keyed by: the sale and the person it is about. A POS may
+        repeat a transaction id for two customers; each is decided on its own."""
+        return (self.transaction_id, self.customer_id or "")
+
+
+# (transaction id, customer id or ""): one decision each.
+SaleRef = tuple[str, str]
+
 
 class RequestStatus(StrEnum):
     """Where a survey request (or any email surveysync sends) stands. One word per state,

@@ -6,14 +6,15 @@ a database, a file or the network; the run passes everything in. That keeps ever
 testable on its own and makes ``explain`` give the same answer the nightly run gave.
 
 Rules are evaluated in the order of ``SkipReason`` below; the first that fails is the
-recorded reason. Facts about the sale come first, facts about the person next, and the
+recorded reason. ``unreadable_row`` is first and is not a rule: the sync records it for a
+POS row that could not be turned into a sale, so no rule could be asked. Facts about the
+sale come first, facts about the person next, and the
 one-request-per-person-per-run choice last, because it compares sales that passed
 everything else (otherwise a return could "win" and leave the real sale unasked).
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,8 +23,8 @@ from enum import Enum, StrEnum
 from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
-from email_validator import EmailNotValidError, validate_email
 
+from surveysync.addresses import InvalidAddress, accept
 from surveysync.config import RuleSettings
 from surveysync.model import Sale
 
@@ -31,6 +32,7 @@ from surveysync.model import Sale
 class SkipReason(StrEnum):
     """Stable reason codes, in evaluation order. Documented in README.md; never rename one."""
 
+    UNREADABLE_ROW = "unreadable_row"
     NOT_FINALIZED = "not_finalized"
     WALK_IN = "walk_in"
     LOCATION_EXCLUDED = "location_excluded"
@@ -49,6 +51,7 @@ class SkipReason(StrEnum):
 
 # What each code means, for `explain`, `status` and the README's table.
 REASON_TEXT: dict[SkipReason, str] = {
+    SkipReason.UNREADABLE_ROW: "a column of the POS row could not be read (the column is named)",
     SkipReason.NOT_FINALIZED: "the sale is not finalized (closed) in the POS yet",
     SkipReason.WALK_IN: "walk-in sale: no customer attached",
     SkipReason.LOCATION_EXCLUDED: "the sale's location is excluded (rules.excluded_locations)",
@@ -68,9 +71,9 @@ REASON_TEXT: dict[SkipReason, str] = {
 }
 
 # A sale skipped for one of these may be decided again when it is read again: the fact
-# that blocked it can still change (the sale gets finalized later). Every other decision
-# is final, which is what makes re-reading a window harmless.
-REVISABLE_REASONS = frozenset({SkipReason.NOT_FINALIZED})
+# that blocked it can still change (the sale gets finalized later, the row is repaired).
+# Every other decision is final, which is what makes re-reading a window harmless.
+REVISABLE_REASONS = frozenset({SkipReason.NOT_FINALIZED, SkipReason.UNREADABLE_ROW})
 
 
 class _Unset(Enum):
@@ -110,13 +113,15 @@ class InvalidEmail(ValueError):
 
 
 def normalize_email(raw: str) -> str:
-    """The form people are matched by: validated syntax, NFC, lower case. No DNS lookups."""
-    text = unicodedata.normalize("NFC", raw.strip())
+    """The form people are matched by: validated syntax, NFC, lower case. No DNS lookups.
+
+    The address is taken as written (``surveysync.addresses.accept``): spaces or line breaks
+    around it, or an RFC 2047 encoded word in it, make it invalid, never silently repaired;
+    what is accepted here is what a message is sent to."""
     try:
-        valid = validate_email(text, check_deliverability=False)
-    except EmailNotValidError as exc:
+        return accept(raw).matched_as
+    except InvalidAddress as exc:
         raise InvalidEmail(str(exc)) from None
-    return valid.normalized.lower()
 
 
 def next_eligible_at(last_request_at: datetime, cooldown_months: int, tz: ZoneInfo) -> datetime:

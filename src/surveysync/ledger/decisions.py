@@ -15,12 +15,14 @@ from sqlalchemy import Connection, literal_column, or_, select
 
 from surveysync.ledger.db import LedgerDb, chunks, upsert
 from surveysync.ledger.schema import decisions
+from surveysync.model import SaleRef
 from surveysync.rules import REVISABLE_REASONS, SkipReason
 
 
 @dataclass(frozen=True, slots=True)
 class DecisionRow:
-    """What is recorded about one sale: a skip with its reason, or the request it made."""
+    """What is recorded about one sale and its person: a skip with its reason, or the
+    request it made. Keyed by (store, transaction_id, customer id or '')."""
 
     transaction_id: str
     sale_at: datetime
@@ -29,6 +31,7 @@ class DecisionRow:
     location_id: str | None
     reason: SkipReason | None
     request_id: str | None = None
+    detail: str | None = None  # more about the reason (an unreadable row's column)
 
 
 class Decisions:
@@ -36,18 +39,20 @@ class Decisions:
         self._db = db
         self._store = store
 
-    def final(self, transaction_ids: Sequence[str]) -> set[str]:
+    def final(self, refs: Sequence[SaleRef]) -> set[SaleRef]:
         """Which of these sales already have a decision that a re-read must not change."""
-        found: set[str] = set()
+        wanted = set(refs)
+        found: set[SaleRef] = set()
         revisable = [str(r) for r in REVISABLE_REASONS]
         with self._db.reading() as conn:
-            for part in chunks(transaction_ids):
-                query = select(decisions.c.transaction_id).where(
+            for part in chunks(sorted({tid for tid, _ in wanted})):
+                query = select(decisions.c.transaction_id, decisions.c.customer_ref).where(
                     decisions.c.store == self._store,
                     decisions.c.transaction_id.in_(part),
                     decisions.c.reason.is_(None) | decisions.c.reason.not_in(revisable),
                 )
-                found.update(conn.scalars(query))
+                rows = ((str(tid), str(ref)) for tid, ref in conn.execute(query))
+                found.update(ref for ref in rows if ref in wanted)
         return found
 
     def record(self, run_id: str, rows: Sequence[DecisionRow], now: datetime) -> None:
@@ -65,7 +70,8 @@ class Decisions:
         revisable = or_(
             *(decisions.c.reason == literal_column(f"'{r}'") for r in sorted(REVISABLE_REASONS))
         )
-        statement = upsert(conn, decisions, ["store", "transaction_id"], None, where=revisable)
+        key = ["store", "transaction_id", "customer_ref"]
+        statement = upsert(conn, decisions, key, None, where=revisable)
         conn.execute(statement, [self._values(run_id, row, now) for row in rows])
 
     def _values(self, run_id: str, row: DecisionRow, now: datetime) -> dict[str, Any]:
@@ -76,8 +82,10 @@ class Decisions:
             "decided_at": now,
             "sale_at": row.sale_at,
             "customer_id": row.customer_id,
+            "customer_ref": row.customer_id or "",
             "person_key": row.person_key,
             "location_id": row.location_id,
             "reason": str(row.reason) if row.reason else None,
             "request_id": row.request_id,
+            "detail": row.detail,
         }

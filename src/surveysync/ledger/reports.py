@@ -244,10 +244,18 @@ class Explanation:
     unsubscribed: bool
     location_name: str | None = None  # as the request kept it (skips have only the id)
     sent_at: datetime | None = None  # when the provider took the email (sent requests)
+    detail: str | None = None  # more about the reason: an unreadable row's column
 
     @property
     def decision(self) -> str:
         return "request" if self.reason is None else "skip"
+
+    @property
+    def rule(self) -> str:
+        """The reason as shown: ``unreadable_row (finalized_at)``."""
+        if self.reason is None:
+            return "all rules passed"
+        return f"{self.reason} ({self.detail})" if self.detail else self.reason
 
 
 @dataclass
@@ -301,6 +309,7 @@ def explain(
             bool(suppressed),
             row["location_name"],
             row["settled_at"] if row["request_status"] == "sent" else None,
+            row["detail"],
         )
         for row in found
     ]

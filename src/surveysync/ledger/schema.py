@@ -101,7 +101,12 @@ decisions = Table(
     Column("location_id", String(128)),
     Column("reason", String(32)),  # NULL: a survey request was made (request_id)
     Column("request_id", String(32)),
-    UniqueConstraint("store", "transaction_id"),
+    # A decision is about one sale and one person: the POS customer id, or '' without one
+    # (a unique key cannot hold NULL). Two rows sharing a transaction id for two customers
+    # are two decisions.
+    Column("customer_ref", String(128), nullable=False, server_default=""),
+    Column("detail", String(255)),  # more about the reason: an unreadable row's column
+    UniqueConstraint("store", "transaction_id", "customer_ref"),
     Index(None, "person_key"),
     Index(None, "store", "customer_id"),
     Index(None, "run_id"),

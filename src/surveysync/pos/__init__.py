@@ -27,12 +27,15 @@ from surveysync.config import PosSettings, SqlPosSettings
 from surveysync.pos.base import (
     CheckName,
     CheckResult,
+    ColumnUnreadable,
+    LoginCanWrite,
     PosError,
     PosMappingError,
     PosUnavailable,
     ReadOnlyViolation,
     RowProblem,
     SalesSource,
+    UnplacedRows,
 )
 from surveysync.pos.sql import (
     ASCEND_QUERY,
@@ -76,6 +79,8 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "CheckName",
     "CheckResult",
+    "ColumnUnreadable",
+    "LoginCanWrite",
     "PosError",
     "PosMappingError",
     "PosSource",
@@ -84,6 +89,7 @@ __all__ = [
     "RowProblem",
     "SalesSource",
     "SqlSource",
+    "UnplacedRows",
     "assert_read_only",
     "check",
     "create",

@@ -10,12 +10,15 @@ Error tree (every foreign error leaves a source as one of these; nothing else is
     PosError                  the source cannot be used (a bad URL, a driver not installed)
     ├── PosUnavailable        cannot connect, or the server failed the read: retry later
     ├── PosMappingError       the mapping does not fit the POS (a table, a column, the SQL):
-    │                         an operator must fix the config
+    │   │                     an operator must fix the config
+    │   └── ColumnUnreadable  the driver cannot read a mapped column at all (``column``)
+    ├── LoginCanWrite         ``check`` only: the POS login could write (use a read-only one)
     └── ReadOnlyViolation     something other than a read was about to reach the POS: a bug
 
-A row that cannot be read is not an error: it is a ``RowProblem`` in its chunk, and the
-night goes on. A self-check is not an error either: ``check`` answers ``CheckResult`` values,
-each failure carrying its ``PosError`` so that callers tell failures apart by class.
+A row that cannot be read is not an error: it is a ``RowProblem`` in its chunk (naming the
+column, the value masked), and the night goes on. A self-check is not an error either:
+``check`` answers ``CheckResult`` values, each failure carrying its ``PosError`` so that
+callers tell failures apart by class. Error messages never hold the POS URL's credentials.
 
 A source must never write to the POS, hold a transaction or a cursor open between chunks,
 or load a whole window into memory.
@@ -44,16 +47,43 @@ class PosMappingError(PosError):
     """The configured mapping does not fit the POS schema; an operator must fix the config."""
 
 
+class ColumnUnreadable(PosMappingError):
+    """The driver fails on a mapped column itself, not on one row's value: never retried."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+class LoginCanWrite(PosError):
+    """The POS login has rights beyond reading (a superuser, write grants, a role)."""
+
+
 class ReadOnlyViolation(PosError):
     """A statement other than a plain read was about to be sent to the POS."""
 
 
 @dataclass(frozen=True, slots=True)
 class RowProblem:
-    """A row that could not be turned into a Sale, and why (for the log and the run counts)."""
+    """A row that could not be turned into a Sale, and why: the column, and what is wrong
+    with its value (masked). Whatever of the row could be read is kept, so that the sale
+    gets its decision (``unreadable_row``) under its own key."""
 
     transaction_id: str | None
     problem: str
+    column: str | None = None
+    customer_id: str | None = None
+    sale_at: datetime | None = None
+    location_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnplacedRows:
+    """Rows that no window can hold (no sale time a window could compare), counted once per
+    run so that they are never lost in silence."""
+
+    count: int
+    sample_ids: tuple[str, ...] = ()  # a few transaction ids, for support
 
 
 class CheckName(StrEnum):
@@ -61,6 +91,7 @@ class CheckName(StrEnum):
 
     POS = "pos"  # the source answers, read-only
     MAPPING = "mapping"  # what it answers fits the Sale record
+    LOGIN = "pos-login"  # the login itself cannot write (a least-privilege login)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +114,11 @@ class CheckResult:
     @classmethod
     def failed(cls, error: PosError) -> CheckResult:
         """A failure, named by what it says: a mapping that does not fit, or a POS not read."""
-        name = CheckName.MAPPING if isinstance(error, PosMappingError) else CheckName.POS
+        name = CheckName.POS
+        if isinstance(error, PosMappingError):
+            name = CheckName.MAPPING
+        elif isinstance(error, LoginCanWrite):
+            name = CheckName.LOGIN
         return cls(name, False, str(error), error)
 
 
@@ -98,6 +133,11 @@ class SalesSource(Protocol):
 
         Raises PosUnavailable (retry later) or PosMappingError (fix the config).
         """
+        ...
+
+    def unplaced(self) -> UnplacedRows | None:
+        """Rows of the POS that no window would ever read (a sale time that is empty or not
+        a time at all); None when this source cannot tell. Raises like ``sales``."""
         ...
 
     def check(self) -> list[CheckResult]:

@@ -1,8 +1,9 @@
 """One rendered survey email and its RFC 5322 form: addresses, headers, MIME parts.
 
 Customer data only ever reaches a message as template variables (autoescaped in HTML) or
-as header values cleaned of control characters; nothing a POS record holds can add a header
-or change the MIME structure.
+as header values cleaned of control characters and written by ``render.headers`` (quoted or
+encoded, never parsed again); the address is the one ``surveysync.addresses`` accepted, as it
+is. Nothing a POS record holds can add a header, a recipient, or change the MIME structure.
 """
 
 from __future__ import annotations
@@ -10,58 +11,61 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
+from surveysync.addresses import InvalidAddress, accept
+from surveysync.render import headers
 
 # Control characters, line and paragraph separators, and the bidirectional overrides and
 # isolates (which can make "gpj.exe" read as "exe.jpg"): never part of a one-line value.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+_SPACES = re.compile(r"\s+")
 _MAX_NAME = 100
+# Headers whose values ``surveysync.render.headers`` builds from parts of fixed meaning and
+# folds at single spaces; the email package stores and writes them as they are, never
+# parsing them again (see that module for what its folder did to them).
+_OWN = frozenset({"from", "to", "reply-to", "subject"})
 # Headers we build from ASCII parts only, written verbatim on one line (well under 998
 # characters). Folded at 78 columns, the library would turn a long URL into RFC 2047 words,
 # which mail clients ignore; and a header nobody refolds keeps a DKIM signature valid even
 # under "simple" canonicalization.
 _VERBATIM = frozenset({"message-id", "list-unsubscribe", "list-unsubscribe-post"})
-_WORD_LINE = 72  # keeps every RFC 2047 word under 75 characters, whatever the charset mix
 
 
 class _SurveyPolicy(EmailPolicy):
     """SMTP rules (CRLF, 78 columns, so that quoted-printable bodies keep to 76 characters a
-    line), except for ``_VERBATIM`` headers and for non-ASCII Subject and To.
+    line), except for our own headers: ``_OWN`` and ``_VERBATIM`` values are kept as the
+    strings we built and written by us; reading one back parses it as usual."""
 
-    The standard folder may cut a UTF-8 character in two across encoded words and writes
-    words of 76 characters; RFC 2047 wants whole characters and at most 75. The legacy
-    ``Header`` class gets both right, so those two headers are encoded with it.
-    """
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if isinstance(value, str) and name.lower() in _OWN | _VERBATIM:
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"a line break in the {name} header")
+            return (name, value)
+        return super().header_store_parse(name, value)
 
     def fold(self, name: str, value: str) -> str:
         return self._own_fold(name, value) or str(super().fold(name, value))
 
     def fold_binary(self, name: str, value: str) -> bytes:
         own = self._own_fold(name, value)
-        return own.encode("ascii") if own else super().fold_binary(name, value)
+        if own is None:
+            return super().fold_binary(name, value)
+        return own.encode("utf-8" if self.utf8 else "ascii")
 
     def _own_fold(self, name: str, value: Any) -> str | None:
+        if type(value) is not str:  # a header object: one of the email package's own
+            return None
         key = name.lower()
         if key in _VERBATIM:
             return f"{name}: {value}{self.linesep}"
-        if self.utf8 or key not in ("subject", "to") or str(value).isascii():
-            return None  # ASCII folds well; an SMTPUTF8 message carries UTF-8 as it is
-        if key == "subject":
-            return f"{name}: {self._words(name, str(value))}{self.linesep}"
-        [address] = value.addresses
-        words = self._words(name, address.display_name)
-        return f"{name}: {words} <{address.addr_spec}>{self.linesep}"
-
-    def _words(self, name: str, text: str) -> str:
-        encoded = Header(text, "utf-8", maxlinelen=_WORD_LINE, header_name=name)
-        return str(encoded.encode(linesep=self.linesep))
+        if key in _OWN:
+            return headers.fold(name, value, self.linesep)
+        return None
 
 
 MESSAGE_POLICY = _SurveyPolicy(linesep="\r\n")
@@ -91,24 +95,27 @@ class Recipient:
 
 
 def deliverable(address: str) -> Recipient:
-    """The address as it must appear in the To header and the SMTP envelope.
+    """The address as it must appear in the To header and the SMTP envelope: the one the
+    rules accepted, as written (``surveysync.addresses.accept``, the same check).
 
     An internationalized domain becomes its ASCII (IDNA) form, which every server accepts;
     a non-ASCII local part has no ASCII form, so it stays UTF-8 and needs SMTPUTF8.
     """
     try:
-        valid = validate_email(address.strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
+        valid = accept(address)
+    except InvalidAddress as exc:
         raise RenderError(f"unusable address: {exc}") from None
     return Recipient(valid.local_part, valid.ascii_domain)
 
 
 def clean_text(value: Any, limit: int = _MAX_NAME) -> str:
-    """One line of inert text: control characters become spaces, length is bounded, and
-    "=?" is broken up so that a name can never be read as an RFC 2047 encoded word."""
+    """One line of inert text: control characters become spaces, runs of spaces one space,
+    length is bounded, and "=?" is broken up so that a name can never be read as an RFC 2047
+    encoded word, wherever it is shown."""
     if value is None:
         return ""
-    return _CONTROL.sub(" ", str(value)).replace("=?", "= ?").strip()[:limit]
+    text = _SPACES.sub(" ", _CONTROL.sub(" ", str(value))).replace("=?", "= ?")
+    return text.strip()[:limit].rstrip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +154,12 @@ class SurveyEmail:
     provider_template: ProviderTemplate | None = None
 
     @property
+    def to_header(self) -> str:
+        """The To value, unfolded: the display name quoted or encoded, then exactly the
+        accepted address (for providers that take a formatted mailbox)."""
+        return headers.mailbox(self.recipient_name, self.recipient.addr_spec)
+
+    @property
     def message_id(self) -> str:
         return f"<{self.request_id}@{self.sender.domain}>"
 
@@ -164,14 +177,11 @@ class SurveyEmail:
         """The RFC 5322 message: text and HTML alternatives, quoted-printable."""
         smtputf8 = self.recipient.needs_smtputf8
         message = EmailMessage(policy=SMTPUTF8_POLICY if smtputf8 else MESSAGE_POLICY)
-        message["From"] = self.sender
-        # Built from its parts: the header parser refuses a non-ASCII local part as addr_spec.
-        message["To"] = Address(
-            self.recipient_name, self.recipient.local_part, self.recipient.domain
-        )
+        message["From"] = headers.mailbox(self.sender.display_name, self.sender.addr_spec)
+        message["To"] = self.to_header
         if self.reply_to:
-            message["Reply-To"] = self.reply_to
-        message["Subject"] = self.subject
+            message["Reply-To"] = headers.mailbox("", self.reply_to)
+        message["Subject"] = headers.unstructured(self.subject)
         message["Date"] = format_datetime(self.date)
         message.set_content(self.text, cte="quoted-printable")
         message.add_alternative(self.html, subtype="html", cte="quoted-printable")

@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from surveysync.config import EmailSettings, StoreSettings
+from surveysync.render.headers import display_name
 from surveysync.render.message import (
     ProviderTemplate,
     RenderError,
@@ -59,7 +60,7 @@ class Renderer:
             sender=self._sender,
             reply_to=self._email.reply_to,
             recipient=deliverable(email),
-            recipient_name=_full_name(payload),
+            recipient_name=display_name(_full_name(payload)),
             subject=clean_text(self.templates.render(locale, SUBJECT, context), _SUBJECT_LIMIT),
             text=self.templates.render(locale, TEXT, context),
             html=self.templates.render(locale, HTML, context),

@@ -81,7 +81,10 @@ class LinkSigner:
         match = _VALUE.match(value)
         if match is None:  # signed by us but not in a form we write: treat as forged
             raise InvalidLink(LinkProblem.TAMPERED, "unexpected token contents")
-        expires_at = datetime.fromtimestamp(int(match["expires"]), UTC)
+        try:
+            expires_at = datetime.fromtimestamp(int(match["expires"]), UTC)
+        except (ValueError, OverflowError, OSError):  # a year past 9999: not one we write
+            raise InvalidLink(LinkProblem.TAMPERED, "the expiry is out of range") from None
         if now >= expires_at:
             raise InvalidLink(LinkProblem.EXPIRED, f"expired at {expires_at.isoformat()}")
         action = match["action"]

@@ -1,6 +1,11 @@
 """One business day of a run: read its sales in chunks, decide each one, record the skips,
 then pick one sale per person (their newest) and hand the chosen to delivery.
 
+Every row the day reads gets exactly one decision, keyed by its sale and person
+(``Sale.ref``): a row the POS mapping could not read is ``unreadable_row``, naming the
+column (the value masked in the log), and the night goes on. Only a row without a
+transaction id has no key to be decided under; it is counted and logged.
+
 Order of proof: every sale's decision is written (skips per chunk, requests together with
 their claim), every request of the day is settled, and only then is the day marked covered.
 """
@@ -9,12 +14,13 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from datetime import datetime
 from logging import DEBUG
 
 import structlog
 
 from surveysync.ledger import DecisionRow, mask_email
-from surveysync.model import Sale
+from surveysync.model import Sale, SaleRef
 from surveysync.pos import RowProblem
 from surveysync.rules import Decision, RunChoices, SkipReason, decide
 from surveysync.sync.context import RunContext
@@ -37,9 +43,10 @@ class DayReader:
         ctx = self._ctx
         choices = RunChoices()
         eligible: list[Eligible] = []
+        seen: set[SaleRef] = set()
         for chunk in ctx.pos.sales(day.start, day.end):
             ctx.check_stop()
-            eligible.extend(self._decide_chunk(chunk, choices))
+            eligible.extend(self._decide_chunk(chunk, choices, seen, day.start))
         chosen: list[Eligible] = []
         losers: list[Eligible] = []
         for item in eligible:
@@ -53,14 +60,20 @@ class DayReader:
         ctx.progress("day", 1)
         log.info("day.covered", day=day.day.isoformat(), until=day.end.isoformat())
 
-    def _decide_chunk(self, chunk: list[Sale | RowProblem], choices: RunChoices) -> list[Eligible]:
+    def _decide_chunk(
+        self,
+        chunk: list[Sale | RowProblem],
+        choices: RunChoices,
+        seen: set[SaleRef],
+        day_start: datetime,
+    ) -> list[Eligible]:
         """Record the chunk's skips; offer the rest to the day's choice and return them."""
-        decided, already = self._decide(self._readable(chunk))
+        decided, already = self._decide(self._readable(chunk, seen, day_start))
         self._ctx.report.counts["already_decided"] += already
         skips: list[Skip] = []
         eligible: list[Eligible] = []
         for sale, facts, decision in decided:
-            keys = facts.keys[sale.transaction_id]
+            keys = facts.keys[sale.ref]
             if log.is_enabled_for(DEBUG):  # one event per sale: built only when it is shown
                 _log_decision(sale, facts, decision)
             if decision.reason is not None:
@@ -75,8 +88,8 @@ class DayReader:
     def _decide(self, sales: list[Sale]) -> tuple[list[tuple[Sale, ChunkFacts, Decision]], int]:
         """Decide the sales the ledger has no final decision for; (decisions, how many had)."""
         ctx = self._ctx
-        final = ctx.ledger.decisions.final([s.transaction_id for s in sales])
-        fresh = [s for s in sales if s.transaction_id not in final]
+        final = ctx.ledger.decisions.final([s.ref for s in sales])
+        fresh = [s for s in sales if s.ref not in final]
         facts = self._people.facts(fresh)
         rules, tz, now = ctx.settings.rules, ctx.tz, ctx.now
         decided = [
@@ -85,18 +98,49 @@ class DayReader:
         ]
         return decided, len(sales) - len(fresh)
 
-    def _readable(self, chunk: list[Sale | RowProblem]) -> list[Sale]:
+    def _readable(
+        self, chunk: list[Sale | RowProblem], seen: set[SaleRef], day_start: datetime
+    ) -> list[Sale]:
+        """The chunk's sales, each once; its unreadable rows are decided here."""
         sales: list[Sale] = []
+        problems: list[DecisionRow] = []
         for item in chunk:
             if isinstance(item, RowProblem):
-                self._ctx.report.counts["unreadable_rows"] += 1
-                log.warning(
-                    "pos.row_unreadable", transaction_id=item.transaction_id, problem=item.problem
-                )
+                problems.extend(self._unreadable(item, day_start))
+            elif item.ref in seen:  # the mapping yielded this sale and person twice
+                self._ctx.report.counts["repeated_rows"] += 1
             else:
+                seen.add(item.ref)
                 sales.append(item)
         self._ctx.report.counts["sales_read"] += len(chunk)
+        if problems:
+            ctx = self._ctx
+            ctx.ledger.decisions.record(ctx.report.run_id, problems, ctx.now)
+            ctx.report.counts[SkipReason.UNREADABLE_ROW] += len(problems)
         return sales
+
+    def _unreadable(self, problem: RowProblem, day_start: datetime) -> list[DecisionRow]:
+        """The decision for a row the mapping could not read; none without a transaction id."""
+        self._ctx.report.counts["unreadable_rows"] += 1
+        log.warning(
+            "pos.row_unreadable",
+            transaction_id=problem.transaction_id,
+            column=problem.column,
+            problem=problem.problem,
+        )
+        if problem.transaction_id is None:
+            return []
+        return [
+            DecisionRow(
+                problem.transaction_id,
+                problem.sale_at or day_start,  # the day it was read in, when its time is bad
+                problem.customer_id,
+                None,
+                problem.location_id,
+                SkipReason.UNREADABLE_ROW,
+                detail=problem.column,
+            )
+        ]
 
     def _record_skips(self, skips: Sequence[Skip]) -> None:
         rows = [
@@ -117,13 +161,28 @@ class DayReader:
 
 
 def _log_decision(sale: Sale, facts: ChunkFacts, decision: Decision) -> None:
-    email = facts.emails.get(sale.transaction_id)
+    email = facts.emails.get(sale.ref)
     log.debug(
         "sale.decided",
         transaction_id=sale.transaction_id,
         customer_id=sale.customer_id,
-        person=person_tag(facts.keys[sale.transaction_id]),
+        person=person_tag(facts.keys[sale.ref]),
         email=mask_email(email) if email else None,
         decision="request" if decision.reason is None else "skip",
         reason=str(decision.reason) if decision.reason else None,
+    )
+
+
+def count_unplaced(ctx: RunContext) -> None:
+    """Once per run: the POS rows no window reads (a sale time that is empty or no time at
+    all), counted in the report and logged with a few of their ids, never lost in silence."""
+    found = ctx.pos.unplaced()
+    if found is None or not found.count:
+        return
+    ctx.report.counts["unplaced_rows"] = found.count
+    log.warning(
+        "pos.rows_unplaced",
+        count=found.count,
+        transaction_ids=list(found.sample_ids),
+        hint="their finalized and creation times are empty or not times; fix them in the POS",
     )

@@ -88,7 +88,7 @@ class Delivery:
             person_key=item.keys[0],
             keys=item.keys,
             seen=item.seen,
-            email=sale.email.strip() if sale.email else item.email,
+            email=sale.email or item.email,  # exactly what the rules accepted
             email_masked=mask_email(item.email),
             payload=_payload(sale),
             facts=RequestFacts(

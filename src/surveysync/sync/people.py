@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from surveysync.ledger import CooldownRow, Ledger
-from surveysync.model import Sale
+from surveysync.model import Sale, SaleRef
 from surveysync.rules import PersonHistory, normalize_email
 
 
@@ -19,8 +19,8 @@ from surveysync.rules import PersonHistory, normalize_email
 class ChunkFacts:
     """Per chunk: what the ledger knows about the people in it, read in a few queries."""
 
-    emails: dict[str, str | None]  # transaction id -> normalized email (None: none or invalid)
-    keys: dict[str, tuple[str, ...]]  # transaction id -> person keys (email key first)
+    emails: dict[SaleRef, str | None]  # sale -> normalized email (None: none or invalid)
+    keys: dict[SaleRef, tuple[str, ...]]  # sale -> person keys (email key first)
     cooldowns: dict[str, CooldownRow]
     suppressed: set[str]  # person and transaction keys
 
@@ -46,12 +46,12 @@ class People:
         self.asked_not_reached: set[str] = set()
 
     def facts(self, sales: Sequence[Sale]) -> ChunkFacts:
-        emails: dict[str, str | None] = {}
-        keys: dict[str, tuple[str, ...]] = {}
+        emails: dict[SaleRef, str | None] = {}
+        keys: dict[SaleRef, tuple[str, ...]] = {}
         for sale in sales:
             email = normalized(sale.email)
-            emails[sale.transaction_id] = email
-            keys[sale.transaction_id] = self._person_keys(sale, email)
+            emails[sale.ref] = email
+            keys[sale.ref] = self._person_keys(sale, email)
         tx_keys = [self._ledger.keys.transaction(s.transaction_id) for s in sales]
         cooldowns, suppressed = self._ledger.claims.known_about(
             [k for ks in keys.values() for k in ks], tx_keys
@@ -59,7 +59,7 @@ class People:
         return ChunkFacts(emails, keys, cooldowns, suppressed)
 
     def history(self, sale: Sale, facts: ChunkFacts) -> PersonHistory:
-        keys = facts.keys[sale.transaction_id]
+        keys = facts.keys[sale.ref]
         holders = [facts.cooldowns[k] for k in keys if k in facts.cooldowns]
         earlier = [h.last_request_at for h in holders if h.run_id != self._run_id]
         return PersonHistory(
@@ -70,13 +70,13 @@ class People:
             transaction_suppressed=(
                 self._ledger.keys.transaction(sale.transaction_id) in facts.suppressed
             ),
-            email=facts.emails[sale.transaction_id],
+            email=facts.emails[sale.ref],
         )
 
     def eligible(self, sale: Sale, facts: ChunkFacts) -> Eligible:
-        keys = facts.keys[sale.transaction_id]
+        keys = facts.keys[sale.ref]
         seen = {k: facts.cooldowns[k].request_id if k in facts.cooldowns else None for k in keys}
-        email = facts.emails[sale.transaction_id]
+        email = facts.emails[sale.ref]
         assert email is not None, "an eligible sale has a valid address"
         return Eligible(sale, keys, email, seen)
 
@@ -90,7 +90,8 @@ class People:
 
 
 def normalized(raw: str | None) -> str | None:
-    """The address people are matched by, or None when there is none or it is not valid."""
+    """The address people are matched by, or None when there is none or it is not valid
+    (spaces or line breaks around an address make it invalid, never trimmed away)."""
     if not raw or not raw.strip():
         return None
     try:

@@ -18,12 +18,13 @@ from surveysync import pos as pos_registry
 from surveysync import providers as provider_registry
 from surveysync.config import Settings
 from surveysync.ledger import InstanceLock, Ledger, LedgerError, LockHeld, open_ledger
+from surveysync.logging import SensitiveMasker, secret_values
 from surveysync.model import RequestStatus
 from surveysync.pos import PosError, PosUnavailable, SalesSource
 from surveysync.providers import OutgoingEmail, Provider, ProviderError, ProviderUnavailable
 from surveysync.render import Renderer
 from surveysync.sync.context import RunContext
-from surveysync.sync.days import DayReader
+from surveysync.sync.days import DayReader, count_unplaced
 from surveysync.sync.delivery import Delivery
 from surveysync.sync.followups import run_followups
 from surveysync.sync.people import People
@@ -238,6 +239,7 @@ class _Lifecycle:
         delivery = Delivery(ctx, people)
         pull_suppressions(ctx)
         resume_unsettled(ctx, delivery)
+        count_unplaced(ctx)
         days = slice_days(ctx.report.window_start, ctx.report.window_end, ctx.tz)
         ctx.progress("days", len(days))
         reader = DayReader(ctx, people, delivery)
@@ -264,22 +266,24 @@ class _Lifecycle:
 
     def _fail(self, exc: Exception) -> RunReport:
         ctx, report = self._ctx, self._ctx.report
-        report.status, report.error = "failed", str(exc)
+        # Masked before it is stored or shown: runs.error is read by status, unmasked.
+        message = SensitiveMasker(secret_values(ctx.settings)).mask(str(exc))
+        report.status, report.error = "failed", message
         log.error(
             "run.failed",
             run_id=report.run_id,
             store=ctx.settings.store.id,
-            error=str(exc),
+            error=message,
             error_type=type(exc).__name__,
             counts=dict(report.counts),
             duration_s=self._duration(),
         )
         try:
             counts = dict(report.counts)
-            ctx.ledger.runs.finish(report.run_id, ctx.clock(), "failed", counts, str(exc))
+            ctx.ledger.runs.finish(report.run_id, ctx.clock(), "failed", counts, message)
         except LedgerError:
             log.exception("run.not_recorded", run_id=report.run_id)
-        error = SyncError(f"run {report.run_id} failed: {exc}", retryable=_retryable(exc))
+        error = SyncError(f"run {report.run_id} failed: {message}", retryable=_retryable(exc))
         error.report = report
         raise error from exc
 

@@ -1,15 +1,27 @@
 """A SQLAlchemy engine on the POS database that can only read.
 
-The database login should be read-only too, but we do not rely on it: every statement is
-checked here before it reaches the driver (``assert_read_only``: one statement, a SELECT,
-WITH or SHOW that names nothing that writes or locks), and sessions are put in read-only mode
-where the server supports it. It must never send anything else, nor let a statement through
+Three layers, because none is enough alone:
+
+    the guard      every statement is checked here before it reaches the driver
+                   (``assert_read_only``: one statement, a SELECT, WITH or SHOW that names
+                   nothing that writes or locks, and calls none of the functions known to
+                   act outside the query, such as ``pg_terminate_backend`` or ``dblink_exec``)
+    the session    put in read-only mode at every checkout from the pool, not only when the
+                   connection is made, so that a stored function that switched it off
+                   (MariaDB ``SET SESSION tx_read_only=0``) cannot carry over to the next read
+    the login      the guard cannot see inside a function; ``surveysync check`` says when
+                   the POS login itself could write (``login_write_rights``)
+
+Drivers are also made to hand over a value they cannot convert (SQLite text that is not
+UTF-8, a PostgreSQL ``infinity`` time) instead of failing the whole read, so that one bad
+row is one row's problem. It must never send anything but reads, nor let a statement through
 unchecked.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 
 import sqlparse
@@ -46,13 +58,44 @@ _WRITING_WORDS = frozenset(
 )
 
 
+# Functions a SELECT can call that act outside the query: end or signal other sessions,
+# write through another connection, touch files or large objects, take locks, move
+# sequences, change settings. Not complete (a stored function can do anything its owner
+# may): the read-only session and a read-only login are the other layers.
+_ACTING_FUNCTIONS = frozenset(
+    {
+        # PostgreSQL
+        "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile",
+        "pg_promote", "pg_switch_wal", "pg_create_restore_point", "pg_start_backup",
+        "pg_stop_backup", "pg_backup_start", "pg_backup_stop", "pg_file_write",
+        "pg_file_rename", "pg_file_unlink", "pg_read_file", "pg_read_binary_file", "pg_ls_dir",
+        "pg_logical_emit_message", "pg_notify", "pg_advisory_lock", "pg_advisory_xact_lock",
+        "pg_try_advisory_lock", "pg_try_advisory_xact_lock", "pg_advisory_lock_shared",
+        "pg_drop_replication_slot", "pg_create_physical_replication_slot",
+        "pg_create_logical_replication_slot", "pg_replication_origin_create",
+        "pg_stat_reset", "pg_stat_reset_shared", "pg_stat_reset_single_table_counters",
+        "set_config", "nextval", "setval", "txid_current", "pg_current_xact_id",
+        "lo_import", "lo_export", "lo_unlink", "lo_create", "lo_creat", "lo_put",
+        "lo_from_bytea", "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u",
+        "dblink_send_query", "dblink_open", "dblink_fetch", "dblink_disconnect",
+        "pg_sleep", "pg_sleep_for", "pg_sleep_until",
+        # MariaDB / MySQL
+        "get_lock", "release_lock", "release_all_locks", "load_file", "sleep", "benchmark",
+        "master_pos_wait", "sys_exec", "sys_eval", "lastval",
+        # SQL Server
+        "openrowset", "openquery", "opendatasource", "xp_cmdshell",
+    }
+)  # fmt: skip
+_QUOTES = "\"`[]"
+
+
 @lru_cache(maxsize=256)
 def assert_read_only(statement: str) -> None:
     """Raise ReadOnlyViolation unless ``statement`` is one statement that only reads."""
     statements = [s for s in sqlparse.parse(statement) if s.value.strip(" \t\r\n;")]
     if len(statements) != 1:
         raise ReadOnlyViolation(f"refused: {len(statements)} statements in one call")
-    tokens = statements[0].flatten()  # type: ignore[no-untyped-call]
+    tokens = [t for t in statements[0].flatten() if not t.is_whitespace]  # type: ignore[no-untyped-call]
     words = [t for t in tokens if t.ttype in T.Keyword or t.ttype in T.Name.Builtin]
     first = words[0].normalized.upper() if words else ""
     if first not in _READING_STARTS:
@@ -60,6 +103,29 @@ def assert_read_only(statement: str) -> None:
     writing = sorted({w.normalized.upper() for w in words} & _WRITING_WORDS)
     if writing:
         raise ReadOnlyViolation(f"refused: the POS is read-only and this uses {', '.join(writing)}")
+    acting = sorted(_called_functions(tokens) & _ACTING_FUNCTIONS)
+    if acting:
+        raise ReadOnlyViolation(f"refused: {', '.join(acting)} acts outside a read")
+
+
+def _called_functions(tokens: list[Any]) -> set[str]:
+    """The names followed by an opening parenthesis, unquoted and in lower case."""
+    return {
+        token.value.strip(_QUOTES).lower()
+        for token, following in pairwise(tokens)
+        if following.value == "(" and token.ttype not in T.String.Single
+    }
+
+
+def mapping_sql(query: str) -> str:
+    """An operator's query as it can be wrapped in ``(...) AS src``: trailing semicolons and
+    comments dropped, and a line end after it, so that nothing at its end (``;``, a
+    ``-- comment``) can swallow the wrapper's closing parenthesis."""
+    tokens = [t for statement in sqlparse.parse(query) for t in statement.flatten()]  # type: ignore[no-untyped-call]
+    while tokens and (tokens[-1].is_whitespace or tokens[-1].ttype in T.Comment or
+                      tokens[-1].value == ";"):  # fmt: skip
+        tokens.pop()
+    return "".join(t.value for t in tokens) + "\n"
 
 
 def create_pos_engine(url: str) -> Engine:
@@ -99,8 +165,28 @@ def _install_guards(engine: Engine) -> None:
         assert_read_only(statement)
 
     @event.listens_for(engine, "connect")
-    def _read_only_session(dbapi_connection: Any, connection_record: Any) -> None:
+    def _lenient_driver(dbapi_connection: Any, connection_record: Any) -> None:
+        _hand_over_bad_values(engine.dialect.driver, dbapi_connection)
+
+    @event.listens_for(engine, "checkout")
+    def _read_only_session(dbapi_connection: Any, *args: Any) -> None:
         _set_session_read_only(engine.dialect.name, dbapi_connection)
+
+
+def _hand_over_bad_values(driver: str, dbapi_connection: Any) -> None:
+    """Make the driver return a value it cannot convert rather than fail the whole read:
+    the mapping then names that row's column (``unreadable_row``)."""
+    if driver == "pysqlite":
+        dbapi_connection.text_factory = _sqlite_text
+    elif driver == "psycopg":
+        from surveysync.pos.sql import lenient_psycopg  # only where psycopg is installed
+
+        lenient_psycopg.register(dbapi_connection)
+
+
+def _sqlite_text(data: bytes) -> str:
+    # Text that is not UTF-8 keeps its bytes as lone surrogates, which the mapping refuses.
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _set_session_read_only(dialect: str, dbapi_connection: Any) -> None:

@@ -12,9 +12,10 @@ bad row must not stop a night.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,11 +42,25 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 )
 TIME_COLUMNS = frozenset({"sale_at", "finalized_at"})
 
+# Sale times outside this range are not times a sale was made at: '', text, an integer,
+# MariaDB's zero date or PostgreSQL's infinity, compared as the database compares them.
+# The preset places such a sale by its creation time instead, so that it is read (and
+# decided as ``unreadable_row``) rather than never matched; ``UNPLACED_QUERY`` counts the
+# rows whose both times are outside it.
+EARLIEST = datetime(1900, 1, 1)
+LATEST = datetime(9000, 1, 1)
+_USABLE = "t.{0} >= :earliest AND t.{0} <= :latest"
+_PLACED_BY_CREATION = (
+    "(t.finalized_at IS NULL OR t.finalized_at < :earliest OR t.finalized_at > :latest)"
+)
+
 # The Ascend-like schema: customers, transactions, locations, employees. Both branches of the
-# WHERE clause can use an index on the column they test.
-ASCEND_QUERY = """
+# WHERE clause can use an index on the column they test; they are disjoint, and together
+# they read every transaction whose finalized (else creation) time is in the window.
+ASCEND_QUERY = f"""
 SELECT t.id AS transaction_id,
-       COALESCE(t.finalized_at, t.created_at) AS sale_at,
+       CASE WHEN {_USABLE.format("finalized_at")} THEN t.finalized_at ELSE t.created_at END
+           AS sale_at,
        t.finalized_at AS finalized_at,
        t.customer_id AS customer_id,
        c.email AS email,
@@ -64,7 +79,14 @@ LEFT JOIN customers c ON c.id = t.customer_id
 LEFT JOIN locations l ON l.id = t.location_id
 LEFT JOIN employees e ON e.id = t.employee_id
 WHERE (t.finalized_at > :start AND t.finalized_at <= :end)
-   OR (t.finalized_at IS NULL AND t.created_at > :start AND t.created_at <= :end)
+   OR ({_PLACED_BY_CREATION} AND t.created_at > :start AND t.created_at <= :end)
+"""
+
+# The preset's transactions that no window reads: neither time is a usable one.
+UNPLACED_QUERY = f"""
+SELECT t.id AS transaction_id FROM transactions t
+WHERE {_PLACED_BY_CREATION}
+  AND (t.created_at IS NULL OR t.created_at < :earliest OR t.created_at > :latest)
 """
 
 _TRUE_WORDS = frozenset({"1", "y", "yes", "true", "t", "on", "-1"})
@@ -76,58 +98,94 @@ class _BadValue(ValueError):
 
 
 def row_to_sale(row: Mapping[str, Any], tz: ZoneInfo, timestamps: Timestamps) -> Sale | RowProblem:
-    transaction_id = _text(row["transaction_id"])
-    if transaction_id is None:
-        return RowProblem(None, "transaction_id is empty")
-    try:
-        return _build_sale(transaction_id, row, tz, timestamps)
-    except _BadValue as exc:
-        return RowProblem(transaction_id, str(exc))
+    """The row as a Sale, or a RowProblem naming the first column that cannot be read.
+
+    Whatever the value (an unparsable time, hour 25, an integer, a year past 9999, NaN,
+    invalid UTF-8), the answer is one of the two; no exception leaves this function."""
+    readers = _readers(tz, timestamps)
+    values: dict[str, Any] = {}
+    problem: tuple[str, str] | None = None
+    for column, read in readers.items():
+        try:
+            values[column] = read(row[column])
+        except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+            values[column] = None
+            problem = problem or (column, _describe(column, row[column], exc))
+    if problem is None and values["transaction_id"] is None:
+        problem = ("transaction_id", "transaction_id is empty")
+    if problem is None and values["sale_at"] is None:
+        problem = ("sale_at", "sale_at is empty")
+    if problem is not None:
+        column, text = problem
+        return RowProblem(
+            values["transaction_id"],
+            text,
+            column,
+            values["customer_id"],
+            values["sale_at"],
+            values["location_id"],
+        )
+    return Sale(**values)
 
 
-def _build_sale(
-    transaction_id: str, row: Mapping[str, Any], tz: ZoneInfo, timestamps: Timestamps
-) -> Sale:
-    sale_at = to_store_time(row["sale_at"], tz, timestamps, "sale_at")
-    if sale_at is None:
-        raise _BadValue("sale_at is empty")
-    return Sale(
-        transaction_id=transaction_id,
-        sale_at=sale_at,
-        finalized_at=to_store_time(row["finalized_at"], tz, timestamps, "finalized_at"),
-        customer_id=_text(row["customer_id"]),
-        email=_text(row["email"]),
-        first_name=_text(row["first_name"]),
-        last_name=_text(row["last_name"]),
-        language=_language(row["language"]),
-        include_in_communications=_flag(
-            row["include_in_communications"], "include_in_communications", default=False
-        ),
-        unsubscribed=_flag(row["unsubscribed"], "unsubscribed", default=False),
-        location_id=_text(row["location_id"]),
-        location_name=_text(row["location_name"]),
-        employee_name=_text(row["employee_name"]),
-        total=_decimal(row["total"]),
-        kind=_kind(row["kind"]),
-    )
+@lru_cache(maxsize=8)
+def _readers(tz: ZoneInfo, timestamps: Timestamps) -> dict[str, Callable[[Any], Any]]:
+    """Each column's reader, in REQUIRED_COLUMNS order (built once per zone and frame)."""
+    def time(value: Any) -> datetime | None:
+        return to_store_time(value, tz, timestamps)
+
+    return {
+        "transaction_id": _text,
+        "sale_at": time,
+        "finalized_at": time,
+        "customer_id": _text,
+        "email": _address,
+        "first_name": _text,
+        "last_name": _text,
+        "language": _language,
+        "include_in_communications": _flag,
+        "unsubscribed": _flag,
+        "location_id": _text,
+        "location_name": _text,
+        "employee_name": _text,
+        "total": _decimal,
+        "kind": _kind,
+    }
 
 
-def to_store_time(value: Any, tz: ZoneInfo, timestamps: Timestamps, column: str) -> datetime | None:
+def _describe(column: str, value: Any, exc: BaseException) -> str:
+    reason = str(exc) if isinstance(exc, _BadValue) else f"cannot be read ({type(exc).__name__})"
+    return f"{column} {reason}: {mask_value(value)}"
+
+
+def mask_value(value: Any) -> str:
+    """What a bad value was, for a log line, without showing it: its type, first character
+    and length (a POS column may hold a name or an address)."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    shown = f"{text[:1]}***" if len(text) > 1 else "***"
+    return f"{type(value).__name__} {shown!r} ({len(text)} characters)"
+
+
+def to_store_time(value: Any, tz: ZoneInfo, timestamps: Timestamps) -> datetime | None:
     """A POS time as an aware datetime in the store's zone (naive values are local or UTC)."""
+    value = _decoded(value)
     if value is None or value == "":
         return None
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
+            value = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise _BadValue(f"{column} is not a date and time: {value[:40]!r}") from None
+            raise _BadValue("is not a date and time") from None
     if not isinstance(value, datetime):
-        raise _BadValue(f"{column} is not a date and time: {type(value).__name__}")
-    if value.tzinfo is not None:
-        return value.astimezone(tz)
-    if timestamps is Timestamps.UTC:
-        return value.replace(tzinfo=UTC).astimezone(tz)
-    return value.replace(tzinfo=tz)
+        raise _BadValue(f"is not a date and time but a {type(value).__name__}")
+    try:
+        if value.tzinfo is not None:
+            return value.astimezone(tz)
+        if timestamps is Timestamps.UTC:
+            return value.replace(tzinfo=UTC).astimezone(tz)
+        return value.replace(tzinfo=tz)
+    except (OverflowError, ValueError):
+        raise _BadValue("is out of the range of dates") from None
 
 
 def to_pos_time(moment: datetime, tz: ZoneInfo, timestamps: Timestamps) -> datetime:
@@ -136,11 +194,42 @@ def to_pos_time(moment: datetime, tz: ZoneInfo, timestamps: Timestamps) -> datet
     return moment.astimezone(frame).replace(tzinfo=None)
 
 
+def _decoded(value: Any) -> Any:
+    """Text as str; bytes (a driver's undecoded text) and lone surrogates (SQLite text that
+    is not UTF-8) are bad values."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _BadValue("is not valid UTF-8 text") from None
+    if isinstance(value, str) and not _encodable(value):
+        raise _BadValue("is not valid UTF-8 text")
+    return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(value: Any) -> str | None:
+    value = _decoded(value)
     if value is None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def _address(value: Any) -> str | None:
+    """The email as the POS holds it, spaces included: the rules refuse what is not an
+    address exactly, rather than trimming it into one."""
+    value = _decoded(value)
+    if value is None or value == "":
+        return None
+    return str(value)
 
 
 def _language(value: Any) -> str | None:
@@ -148,9 +237,10 @@ def _language(value: Any) -> str | None:
     return text[:2].lower() if text else None
 
 
-def _flag(value: Any, column: str, *, default: bool) -> bool:
+def _flag(value: Any) -> bool:
+    value = _decoded(value)
     if value is None:
-        return default
+        return False
     if isinstance(value, bool):
         return value
     word = str(value).strip().lower()
@@ -158,16 +248,22 @@ def _flag(value: Any, column: str, *, default: bool) -> bool:
         return True
     if word in _FALSE_WORDS:
         return False
-    raise _BadValue(f"{column} is not a yes/no value: {word[:20]!r}")
+    raise _BadValue("is not a yes/no value")
 
 
 def _decimal(value: Any) -> Decimal | None:
+    value = _decoded(value)
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise _BadValue("is not a number")
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value).strip())
     except InvalidOperation:
-        raise _BadValue(f"total is not a number: {str(value)[:20]!r}") from None
+        raise _BadValue("is not a number") from None
+    if not number.is_finite():  # NaN, sNaN, Infinity: no total to compare
+        raise _BadValue("is not a finite number")
+    return number
 
 
 def _kind(value: Any) -> SaleKind:
@@ -175,4 +271,4 @@ def _kind(value: Any) -> SaleKind:
     try:
         return SaleKind(word)
     except ValueError:
-        raise _BadValue(f"kind must be sale, return or void, not {word[:20]!r}") from None
+        raise _BadValue("must be sale, return or void") from None

@@ -1,12 +1,19 @@
 """The SQL sales source: the read-only engine and the mapping, streamed in keyed chunks.
 
-Each chunk is its own short read: ``SELECT … FROM (<mapping>) AS src WHERE <after the last
-key> ORDER BY sale_at, transaction_id LIMIT n`` on a fresh connection, so no transaction or
+Each chunk is its own short read: ``SELECT … FROM (<mapping>) AS src WHERE <from the last
+key on> ORDER BY sale_at, transaction_id LIMIT n`` on a fresh connection, so no transaction or
 server cursor stays open between chunks, a year of history never sits in memory, and the
-dialect renders the limit (LIMIT, TOP or FETCH) itself.
+dialect renders the limit (LIMIT, TOP or FETCH) itself. Columns are read as the driver hands
+them over (no SQLAlchemy type conversion), so a bad value is one row's problem, found by the
+mapping, and the key of the last row is passed back as it came.
+
+Two rows may share a transaction id and a time (one transaction id for two customers): the
+next chunk starts *at* the last key, and rows already handed over there are dropped, so none
+is lost at a chunk boundary.
 
 SQLAlchemy and driver errors are translated here, once, into the ``PosError`` tree of
-``surveysync.pos.base``; none may leave this module as they are.
+``surveysync.pos.base``; none may leave this module as they are, and no message holds the
+URL's credentials.
 """
 
 from __future__ import annotations
@@ -16,29 +23,45 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import DateTime, Engine, Select, and_, bindparam, column, or_, select, text
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy import DateTime, Engine, Select, and_, bindparam, column, func, or_, select, text
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 
 from surveysync.config import Preset, SqlPosSettings
-from surveysync.errors import first_line
+from surveysync.errors import ambiguous_userinfo, first_line, without_credentials
 from surveysync.model import Sale
 from surveysync.pos.base import (
     CheckName,
     CheckResult,
+    ColumnUnreadable,
+    LoginCanWrite,
     PosError,
     PosMappingError,
     PosUnavailable,
     RowProblem,
     SalesSource,
+    UnplacedRows,
 )
-from surveysync.pos.sql.engine import create_pos_engine
+from surveysync.pos.sql import login
+from surveysync.pos.sql.engine import create_pos_engine, mapping_sql
 from surveysync.pos.sql.mapping import (
     ASCEND_QUERY,
+    EARLIEST,
+    LATEST,
     REQUIRED_COLUMNS,
-    TIME_COLUMNS,
+    UNPLACED_QUERY,
     row_to_sale,
     to_pos_time,
 )
+
+# What a driver raises for a value it cannot hand over (beside the DBAPI's DataError).
+_VALUE_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError)
+_SAMPLE = 10
 
 
 class SqlSource(SalesSource):
@@ -47,7 +70,11 @@ class SqlSource(SalesSource):
     def __init__(self, settings: SqlPosSettings, tz: ZoneInfo) -> None:
         self._settings = settings
         self._tz = tz
-        self._engine: Engine = create_pos_engine(settings.url.get_secret_value())
+        self._url = settings.url.get_secret_value()
+        try:
+            self._engine: Engine = create_pos_engine(self._url)
+        except PosError as exc:
+            raise type(exc)(without_credentials(str(exc), self._url)) from exc
         self._mapped = mapped_subquery(settings)
 
     def close(self) -> None:
@@ -59,23 +86,43 @@ class SqlSource(SalesSource):
             "start": to_pos_time(start, self._tz, self._settings.timestamps),
             "end": to_pos_time(end, self._tz, self._settings.timestamps),
         }
-        after: tuple[Any, Any] | None = None
+        boundary = _Boundary()
         while True:
-            rows = self._read_chunk(params, after)
-            if not rows:
-                return
-            last = rows[-1]
-            after = (last["sale_at"], last["transaction_id"])
-            yield [row_to_sale(row, self._tz, self._settings.timestamps) for row in rows]
+            rows = self._read_chunk(params, boundary.key)
+            fresh = boundary.new_rows(rows)
+            if rows and not fresh and len(rows) == self._settings.chunk_size:
+                raise PosMappingError(
+                    f"more than pos.chunk_size ({len(rows)}) rows share transaction id "
+                    f"{boundary.key[1] if boundary.key else '?'} and one time; the mapping must "
+                    "yield one row per sale and customer"
+                )
+            if fresh:
+                yield [row_to_sale(row, self._tz, self._settings.timestamps) for row in fresh]
             if len(rows) < self._settings.chunk_size:
                 return
 
+    def unplaced(self) -> UnplacedRows | None:
+        """With the preset, the transactions whose finalized and creation times are both
+        unusable (no window compares them); a custom mapping cannot tell."""
+        if self._settings.mapping is not Preset.ASCEND:
+            return None
+        rows = text(UNPLACED_QUERY).bindparams(
+            bindparam("earliest", EARLIEST), bindparam("latest", LATEST)
+        )
+        found = rows.columns(column("transaction_id")).subquery("unplaced")
+        [counted] = self._execute(select(func.count().label("n")).select_from(found), {})
+        sample = select(found.c.transaction_id).order_by(found.c.transaction_id).limit(_SAMPLE)
+        ids = tuple(str(row["transaction_id"]) for row in self._execute(sample, {}))
+        return UnplacedRows(int(counted["n"]), ids)
+
     def check(self) -> list[CheckResult]:
-        """The database answers (read-only), then the mapping yields every required column."""
+        """The database answers (read-only), the mapping yields every required column, and
+        the login cannot write."""
         mapping = f"{self._settings.mapping.value}: every required column present"
         checks = (
             (CheckName.POS, self.check_reachable, "reachable, read-only"),
             (CheckName.MAPPING, self.check_columns, mapping),
+            (CheckName.LOGIN, self.check_login, "the POS login can only read"),
         )
         results: list[CheckResult] = []
         for name, probe, detail in checks:
@@ -97,56 +144,156 @@ class SqlSource(SalesSource):
             with self._engine.connect() as conn:
                 present = set(conn.execute(probe, _probe_params()).keys())
         except SQLAlchemyError as exc:
-            raise _translate(exc) from exc
+            raise self._translate(exc) from exc
         missing = [
             name for name in REQUIRED_COLUMNS if name.lower() not in {p.lower() for p in present}
         ]
         if missing:
             raise PosMappingError(f"the mapped query lacks columns: {', '.join(missing)}")
 
+    def check_login(self) -> None:
+        """Raise LoginCanWrite when the POS login itself could change the POS."""
+        try:
+            with self._engine.connect() as conn:
+                rights = login.write_rights(conn, self._engine.dialect.name)
+        except SQLAlchemyError as exc:
+            raise self._translate(exc) from exc
+        if rights:
+            raise LoginCanWrite(
+                "the POS login can write: "
+                + "; ".join(rights)
+                + ". surveysync only reads, but a query can call a function that writes: "
+                "give it a read-only login (README: 'A read-only POS login')"
+            )
+
     def _read_chunk(
-        self, params: dict[str, datetime], after: tuple[Any, Any] | None
+        self, params: dict[str, Any], after: tuple[Any, Any] | None
     ) -> list[dict[str, Any]]:
         statement = chunk_statement(self._mapped, self._settings.chunk_size, after)
         values: dict[str, Any] = dict(params)
         if after is not None:
             values |= {"after_at": after[0], "after_id": after[1]}
-        return self._execute(statement, values)
+        try:
+            return self._execute(statement, values, values_fail=True)
+        except _ValuesFailed as failed:
+            raise self._unreadable_column(values, after, failed.error) from failed.error
 
-    def _execute(self, statement: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _unreadable_column(
+        self, values: dict[str, Any], after: tuple[Any, Any] | None, error: BaseException
+    ) -> PosError:
+        """The driver could not hand over the chunk: name the column it fails on."""
+        for name in REQUIRED_COLUMNS:
+            alone = chunk_statement(self._mapped, self._settings.chunk_size, after, name)
+            try:
+                self._execute(alone, values, values_fail=True)
+            except _ValuesFailed as failed:
+                detail = self._clean(_detail(failed.error))
+                return ColumnUnreadable(name, f"the POS cannot hand over column {name}: {detail}")
+        return PosMappingError(
+            f"the POS cannot hand over the mapped rows: {self._clean(_detail(error))}"
+        )
+
+    def _execute(
+        self, statement: Any, params: dict[str, Any], *, values_fail: bool = False
+    ) -> list[dict[str, Any]]:
         try:
             with self._engine.connect() as conn:
                 return [dict(row) for row in conn.execute(statement, params).mappings()]
+        except (DataError, *_VALUE_ERRORS) as exc:
+            if values_fail:
+                raise _ValuesFailed(exc) from exc
+            raise self._translate(exc) from exc
         except SQLAlchemyError as exc:
-            raise _translate(exc) from exc
+            raise self._translate(exc) from exc
+
+    def _clean(self, message: str) -> str:
+        return without_credentials(message, self._url)
+
+    def _translate(self, exc: BaseException) -> PosError:
+        message = self._clean(first_line(exc))
+        if isinstance(exc, ProgrammingError) or any(h in str(exc) for h in _MAPPING_HINTS):
+            return PosMappingError(f"the POS rejected the mapped query: {message}")
+        if isinstance(exc, (DataError, *_VALUE_ERRORS)):
+            return PosMappingError(f"the POS cannot hand over a value: {message}")
+        if isinstance(exc, OperationalError | DBAPIError):
+            hint = ""
+            if ambiguous_userinfo(self._url):
+                hint = " (pos.url has an '@' in its user name or password: write it as %40)"
+            return PosUnavailable(f"the POS database is unavailable: {message}{hint}")
+        return PosError(f"reading the POS failed: {message}")
 
 
-def chunk_statement(mapped: Any, chunk_size: int, after: tuple[Any, Any] | None) -> Select[Any]:
-    """The next chunk after the (sale_at, transaction_id) key ``after``, in key order."""
+class _ValuesFailed(Exception):
+    """Inside this module only: the driver failed on the values it was handing over."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Boundary:
+    """The key the next chunk starts at, and the rows already handed over at that key."""
+
+    def __init__(self) -> None:
+        self.key: tuple[Any, Any] | None = None
+        self._seen: set[tuple[Any, Any]] = set()
+
+    def new_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        fresh = [row for row in rows if not self._handed_over(row)]
+        if rows:
+            last = _key(rows[-1])
+            if last != self.key:
+                self.key, self._seen = last, set()
+            self._seen |= {_identity(row) for row in rows if _key(row) == last}
+        return fresh
+
+    def _handed_over(self, row: dict[str, Any]) -> bool:
+        return _key(row) == self.key and _identity(row) in self._seen
+
+
+def _key(row: dict[str, Any]) -> tuple[Any, Any]:
+    return (row["sale_at"], row["transaction_id"])
+
+
+def _identity(row: dict[str, Any]) -> tuple[Any, Any]:
+    return (row["transaction_id"], row["customer_id"])
+
+
+def _detail(error: BaseException) -> str:
+    return first_line(error) if str(error).strip() else type(error).__name__
+
+
+def chunk_statement(
+    mapped: Any, chunk_size: int, after: tuple[Any, Any] | None, only: str | None = None
+) -> Select[Any]:
+    """The next chunk from the (sale_at, transaction_id) key ``after`` on, in key order
+    (rows at ``after`` itself again: the caller drops those it has). ``only``: that column
+    alone, to find which one a driver cannot read."""
     src = mapped.c
-    statement = select(*src).order_by(src.sale_at, src.transaction_id)
+    picked = [src[only]] if only else list(src)
+    statement = select(*picked).order_by(src.sale_at, src.transaction_id)
     if after is not None:
-        after_at = bindparam("after_at", type_=DateTime())
+        after_at: Any = bindparam("after_at")
         statement = statement.where(
             or_(
                 src.sale_at > after_at,
-                and_(src.sale_at == after_at, src.transaction_id > bindparam("after_id")),
+                and_(src.sale_at == after_at, src.transaction_id >= bindparam("after_id")),
             )
         )
     return statement.limit(chunk_size)
 
 
 def mapped_subquery(settings: SqlPosSettings) -> Any:
-    """The configured mapping as a typed subquery named ``src``."""
-    sql = ASCEND_QUERY if settings.mapping is Preset.ASCEND else (settings.query or "")
-    columns = [
-        column(name, DateTime()) if name in TIME_COLUMNS else column(name)
-        for name in REQUIRED_COLUMNS
-    ]
-    mapped = text(sql).bindparams(
-        bindparam("start", type_=DateTime()), bindparam("end", type_=DateTime())
-    )
-    return mapped.columns(*columns).subquery("src")
+    """The configured mapping as a subquery named ``src``; its columns carry no SQLAlchemy
+    type, so values arrive as the driver reads them."""
+    times = [bindparam("start", type_=DateTime()), bindparam("end", type_=DateTime())]
+    if settings.mapping is Preset.ASCEND:
+        mapped = text(ASCEND_QUERY).bindparams(
+            *times, bindparam("earliest", EARLIEST), bindparam("latest", LATEST)
+        )
+    else:
+        mapped = text(mapping_sql(settings.query or "")).bindparams(*times)
+    return mapped.columns(*(column(name) for name in REQUIRED_COLUMNS)).subquery("src")
 
 
 def _probe_params() -> dict[str, datetime]:
@@ -156,11 +303,3 @@ def _probe_params() -> dict[str, datetime]:
 
 # SQLite reports a query that does not fit the schema as an OperationalError.
 _MAPPING_HINTS = ("no such table", "no such column", "syntax error", "ambiguous column")
-
-
-def _translate(exc: SQLAlchemyError) -> PosError:
-    if isinstance(exc, ProgrammingError) or any(h in str(exc) for h in _MAPPING_HINTS):
-        return PosMappingError(f"the POS rejected the mapped query: {first_line(exc)}")
-    if isinstance(exc, OperationalError | DBAPIError):
-        return PosUnavailable(f"the POS database is unavailable: {first_line(exc)}")
-    return PosError(f"reading the POS failed: {first_line(exc)}")

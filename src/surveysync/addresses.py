@@ -1,0 +1,68 @@
+"""Which email addresses surveysync accepts, and the exact form a message is sent to.
+
+One function, ``accept``, decides for every stage: the rules (``invalid_email``), the
+renderer (the ``To`` header and the SMTP envelope) and the configuration (``from_address``).
+An address is accepted only as it is written; nothing is trimmed or repaired on the way:
+
+    " kim@example.com"         refused: surrounding spaces, CR or LF are not part of an address
+    "=?utf-8?b?…?=@example.com" refused: Python's email package decodes RFC 2047 words in a
+                               local part, so this would be another address (or a header)
+                               by the time a message is written
+    "Kim@Bücher.Example"       accepted; sent to ``Kim@xn--bcher-kva.example`` (IDNA), matched
+                               as ``kim@bücher.example``
+
+Syntax is checked with email-validator (no DNS). Pure: no I/O, imports nothing of surveysync.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+# Parts of a header that a mail parser reads as something else than the text itself.
+_ENCODED_WORD_MARKS = ("=?", "?=")
+_LOCAL_PART_OCTETS = 64  # RFC 5321 4.5.3.1.1; mail servers refuse longer ones
+
+
+class InvalidAddress(ValueError):
+    """The text is not an address surveysync sends to; the message says why, without it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedAddress:
+    """An address that passed ``accept``: how it is sent and how people are matched by it."""
+
+    local_part: str  # as written (Unicode NFC), case kept
+    ascii_domain: str  # IDNA (xn--…), lower case
+    matched_as: str  # NFC, lower case, Unicode domain: what the ledger's person key hashes
+
+    @property
+    def addr_spec(self) -> str:
+        """Exactly what the ``To`` header and the SMTP ``RCPT TO`` carry."""
+        return f"{self.local_part}@{self.ascii_domain}"
+
+
+def accept(raw: str) -> AcceptedAddress:
+    """The address ``raw`` names, or InvalidAddress."""
+    if not raw or raw != raw.strip():
+        raise InvalidAddress("the address has spaces or line breaks around it")
+    if any(_is_control_or_space(char) for char in raw):
+        raise InvalidAddress("the address holds a space or a control character")
+    text = unicodedata.normalize("NFC", raw)
+    if any(mark in text for mark in _ENCODED_WORD_MARKS):
+        raise InvalidAddress("the address holds an RFC 2047 encoded word (=?…?=)")
+    try:
+        valid = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(str(exc)) from None
+    if len(valid.local_part.encode("utf-8")) > _LOCAL_PART_OCTETS:
+        raise InvalidAddress(f"the part before the @-sign is over {_LOCAL_PART_OCTETS} bytes")
+    if valid.ascii_domain is None:  # email-validator always sets it for a domain name
+        raise InvalidAddress("the domain has no ASCII form")
+    return AcceptedAddress(valid.local_part, valid.ascii_domain, valid.normalized.lower())
+
+
+def _is_control_or_space(char: str) -> bool:
+    return unicodedata.category(char)[0] in ("C", "Z")
