@@ -244,6 +244,16 @@ def test_a_broken_operator_template_is_reported_and_the_built_in_one_used(
     assert any(e["event"] == "render.template_broken" for e in logs)
 
 
+def test_a_broken_layout_is_named_as_the_broken_file(tmp_path: Path) -> None:
+    """A layout.html that drops the unsubscribe link is one problem, naming layout.html, not
+    one per locale's body.html that extends it."""
+    builtin = (Path(__file__).parents[1] / "src/surveysync/templates/layout.html").read_text()
+    write(tmp_path, "layout.html", builtin.replace("{{ unsubscribe_url }}", "#"))
+    r = renderer(tmp_path)
+    assert [p.template for p in r.templates.problems] == ["layout.html"]
+    assert "unsubscribe link is missing" in str(r.templates.problems[0])
+
+
 def test_a_custom_template_failing_on_one_customer_falls_back_for_that_email(
     tmp_path: Path,
 ) -> None:

@@ -35,6 +35,7 @@ from jinja2 import (
 from surveysync.render.korean import particle
 
 SUBJECT, TEXT, HTML = "subject.txt", "body.txt", "body.html"
+LAYOUT_NAMES = ("layout.html", "layout.txt")
 TEMPLATE_NAMES = (SUBJECT, TEXT, HTML)
 SAMPLE_BASE = "https://survey.invalid"
 
@@ -113,6 +114,7 @@ class TemplateSet:
         return builtin
 
     def _load(self) -> None:
+        self._broken_layouts = self._check_layouts()
         custom_locales = _locales(self._custom) if self._custom else frozenset()
         for locale in sorted(self._builtin_locales | custom_locales):
             paths = [f"{locale}/{name}" for name in TEMPLATE_NAMES]
@@ -131,15 +133,41 @@ class TemplateSet:
             return self._checked(self._builtin, path)
         return None
 
+    def _check_layouts(self) -> set[str]:
+        """The operator's own layout.html / layout.txt, checked on their own first, so that a
+        broken one is named as the broken file (not as every body that extends it)."""
+        broken: set[str] = set()
+        if self._custom is None or self.custom_dir is None:
+            return broken
+        for name in LAYOUT_NAMES:
+            if not (self.custom_dir / name).is_file():
+                continue
+            try:
+                layout = self._custom.get_template(name)
+                for context in _SAMPLES:
+                    _require_links(name, layout.render(context), context)
+            except Exception as exc:
+                self.problems.append(TemplateProblem(name, _where(exc, name), _describe(exc)))
+                broken.add(name)
+        return broken
+
     def _checked(self, env: Environment, path: str) -> Template | None:
         try:
             template = env.get_template(path)
             for context in _SAMPLES:
                 _require_links(path, template.render(context), context)
         except Exception as exc:
-            self.problems.append(TemplateProblem(path, _where(exc, path), _describe(exc)))
+            if not self._blames_a_broken_layout(env, path):
+                self.problems.append(TemplateProblem(path, _where(exc, path), _describe(exc)))
             return None
         return template
+
+    def _blames_a_broken_layout(self, env: Environment, path: str) -> bool:
+        """A body of ours fails only because it extends the operator's broken layout: that
+        layout is already the reported problem."""
+        own_body = self.custom_dir is not None and (self.custom_dir / path).is_file()
+        layout = "layout.html" if path.endswith(".html") else "layout.txt"
+        return env is self._custom and not own_body and layout in self._broken_layouts
 
 
 class MissingLinks(ValueError):
