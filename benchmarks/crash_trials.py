@@ -32,13 +32,14 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 # The harness lives with the tests (the CI runs its short version); this script reuses it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
-from tests.crash_checks import PROPERTIES, Findings, check, gather, story
+from tests.crash_checks import PROPERTIES, Evidence, Findings, causes, check, gather, story
 from tests.crash_harness import CrashRun, RunConfig, SyncResult
 from tests.crash_shop import TZ, generate_shop
 
@@ -119,7 +120,9 @@ def trials(run: CrashRun, args: argparse.Namespace, rng: random.Random) -> None:
             )
 
 
-def summary(run: CrashRun, findings: Findings, seconds: float, args: argparse.Namespace) -> dict:
+def summary(
+    run: CrashRun, findings: Findings, seconds: float, args: argparse.Namespace
+) -> dict[str, Any]:
     syncs = run.syncs
     stats = findings.stats
     return {
@@ -156,17 +159,29 @@ def _count(items: Iterator[str | None] | list[str]) -> dict[str, int]:
     return counts
 
 
-def print_findings(run: CrashRun, findings: Findings, evidence: object) -> None:
+def print_findings(run: CrashRun, findings: Findings, evidence: Evidence) -> None:
+    """Each violated property with a few examples; then each path to a duplicate or a 409,
+    counted, with the full story of its first example."""
     for name in PROPERTIES:
         found = findings.of(name)
-        if not found:
-            continue
-        print(f"\n{name}: {len(found)}")
-        for line in found[:STORIES_PER_PROPERTY]:
-            print(f"  {line}")
-            request_id = line.split()[0]
-            if len(request_id) == 32 and name not in ("held_not_sent",):
-                print("\n".join(story(request_id, evidence, run.syncs)))  # type: ignore[arg-type]
+        if found:
+            print(f"\n{name}: {len(found)}")
+            print("\n".join(f"  {line}" for line in found[:STORIES_PER_PROPERTY]))
+    for cause, examples in sorted(causes(evidence, run.syncs).items()):
+        print(f"\n{cause}: {len(examples)}")
+        print("\n".join(f"  {line}" for line in examples[:STORIES_PER_PROPERTY]))
+        request_id = _first_request(examples[0], evidence)
+        if request_id:
+            print("\n".join(story(request_id, evidence, run.syncs)))
+
+
+def _first_request(example: str, evidence: Evidence) -> str | None:
+    """The request an example is about: named first, or the first of the call it names."""
+    word = example.split()[0].rstrip(":")
+    if len(word) == 32:
+        return word
+    call = int(example.split("repeated in call ")[1].split()[0])
+    return next((p.request_ids[0] for p in evidence.posts if p.seq == call), None)
 
 
 def main() -> None:
@@ -202,6 +217,7 @@ def main() -> None:
         findings = check(evidence)
     figures = summary(run, findings, time.monotonic() - started, args)
     figures["final_sync_exit"] = final.exit_code
+    figures["causes"] = {c: len(e) for c, e in sorted(causes(evidence, run.syncs).items())}
     print(json.dumps(figures, indent=2))
     print_findings(run, findings, evidence)
     if args.json:

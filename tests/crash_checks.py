@@ -13,17 +13,20 @@ ledger with a provider that takes everything (and refuses the receiver's bad add
     held_not_sent       the receiver took it but the ledger says otherwise (in_doubt, ...)
     missing_people      a person the reference asked, neither asked nor in_doubt: a loss
     unexpected_people   asked here, not by the reference
-    conflicts           a key repeated with another body (the receiver's 409)
+    repeats_differ      one key, two bodies: a repeat that is not byte-identical (also when
+                        the receiver had not taken the key, since the client cannot know)
+    conflicts           of those, the ones the receiver had taken: answered 409
     key_changes         a request the receiver had taken, sent again under another key
 
-The first eight are the issue's properties; the last two say why a duplicate or an in_doubt
-happened (item 1: a key that changed; item 2: a repeat that was not byte-identical).
+The first eight are the issue's properties; the last three say why a duplicate or an
+in_doubt happened (item 1: a key that changed; item 2: a repeat that was not identical).
 
 It only reads; it never changes the ledger, the POS or the record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections import Counter, defaultdict
@@ -52,6 +55,7 @@ PROPERTIES = (
     "held_not_sent",
     "missing_people",
     "unexpected_people",
+    "repeats_differ",
     "conflicts",
     "key_changes",
 )
@@ -73,6 +77,7 @@ class Post:
     seq: int
     at: float
     key: str
+    body_sha: str
     request_ids: tuple[str, ...]
     fault: str | None
     outcome: str
@@ -123,14 +128,12 @@ class Findings:
 
 
 def gather(run: CrashRun, now: datetime) -> Evidence:
-    with sqlite3.connect(run.root / "pos.sqlite") as pos:
+    with contextlib.closing(sqlite3.connect(run.root / "pos.sqlite")) as pos:
         sales = [str(row[0]) for row in pos.execute("SELECT id FROM transactions")]
-    return Evidence(
-        sales,
-        *_ledger(run.ledger_url),
-        *_record(run.root / "receiver.sqlite"),
-        reference_people(run.config_path, run.root / "reference.sqlite", now),
-    )
+    requests, decisions = _ledger(run.ledger_url)
+    posts, deliveries, events = _record(run.root / "receiver.sqlite")
+    reference = reference_people(run.config_path, run.root / "reference.sqlite", now)
+    return Evidence(sales, requests, decisions, posts, deliveries, events, reference)
 
 
 def _ledger(url: str) -> tuple[dict[str, LedgerRequest], dict[str, tuple[str | None, str | None]]]:
@@ -146,7 +149,7 @@ def _ledger(url: str) -> tuple[dict[str, LedgerRequest], dict[str, tuple[str | N
     finally:
         engine.dispose()
     requests = {
-        str(r[0]): LedgerRequest(*(str(v) if v is not None else None for v in r))  # type: ignore[arg-type]
+        str(r[0]): LedgerRequest(str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4], r[5])
         for r in rows
     }
     return requests, {str(d[0]): (d[1], d[2]) for d in decided}
@@ -155,11 +158,12 @@ def _ledger(url: str) -> tuple[dict[str, LedgerRequest], dict[str, tuple[str | N
 def _record(
     path: Path,
 ) -> tuple[list[Post], list[Delivery], list[tuple[float, str, int | None, str]]]:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         posts = [
-            Post(seq, at, key or "", tuple(json.loads(ids)), fault, outcome, status)
-            for seq, at, key, ids, fault, outcome, status in conn.execute(
-                "SELECT seq, at, key, request_ids, fault, outcome, status FROM posts ORDER BY seq"
+            Post(seq, at, key or "", sha, tuple(json.loads(ids)), fault, outcome, status)
+            for seq, at, key, sha, ids, fault, outcome, status in conn.execute(
+                "SELECT seq, at, key, body_sha, request_ids, fault, outcome, status FROM posts"
+                " ORDER BY seq"
             )
         ]
         deliveries = [
@@ -224,6 +228,7 @@ def check(evidence: Evidence) -> Findings:
     ]
     v["sent_not_held"], v["held_not_sent"] = _sent_vs_held(evidence)
     v["missing_people"], v["unexpected_people"] = _people(evidence)
+    v["repeats_differ"] = _repeats_differ(evidence)
     v["conflicts"] = [
         f"call {p.seq}: key {p.key[:12]} repeated with another body ({len(p.request_ids)} msgs)"
         for p in evidence.posts
@@ -256,6 +261,21 @@ def _duplicates(evidence: Evidence) -> tuple[list[str], list[str]]:
                     f"call {p.seq} under {p.key[:12]} ({p.outcome})"
                 )
     return duplicates, changes
+
+
+def _repeats_differ(evidence: Evidence) -> list[str]:
+    first: dict[str, Post] = {}
+    found = []
+    for p in evidence.posts:
+        if not p.key:
+            continue
+        earlier = first.setdefault(p.key, p)
+        if p.body_sha != earlier.body_sha:
+            found.append(
+                f"key {p.key[:12]}: call {p.seq} ({p.outcome}) differs from call {earlier.seq}"
+                f" ({earlier.outcome}); order kept: {p.request_ids == earlier.request_ids}"
+            )
+    return found
 
 
 def _people_twice(evidence: Evidence) -> list[str]:
@@ -357,7 +377,7 @@ def story(request_id: str, evidence: Evidence, syncs: Sequence[SyncResult]) -> l
         if kind in ("dying", "started") and first <= at:
             lines.append((at, f"receiver {kind} {detail} (call {seq})"))
     for s in syncs:
-        if s.ended < first:
+        if s.ended < first or s.started > posts[-1].at:
             continue
         end = f"killed ({s.kill})" if s.killed else f"exit {s.exit_code}"
         lines.append((s.started, f"sync {s.index} starts"))
@@ -401,3 +421,106 @@ def _log_lines(
             }
             found.append((stamp, f"sync {sync.index} log: {event.get('event')} {extra}"))
     return found
+
+
+# --- why -----------------------------------------------------------------------------------
+
+
+class _Syncs:
+    """Which sync made a call, and how each sync ended (read from its log once)."""
+
+    def __init__(self, syncs: Sequence[SyncResult]) -> None:
+        self._syncs = list(syncs)
+        self._lost: dict[int, bool] = {}
+
+    def at(self, moment: float) -> SyncResult | None:
+        return next((s for s in self._syncs if s.started <= moment <= s.ended), None)
+
+    def provider_lost(self, sync: SyncResult) -> bool:
+        """The run failed because the provider could not be reached (ProviderUnavailable)."""
+        if sync.index not in self._lost:
+            text = sync.log.read_text(encoding="utf-8", errors="replace")
+            self._lost[sync.index] = '"error_type": "ProviderUnavailable"' in text
+        return self._lost[sync.index]
+
+    def ending(self, sync: SyncResult | None) -> str:
+        if sync is None:
+            return "no sync"
+        if sync.killed:
+            return "killed"
+        return "provider lost" if self.provider_lost(sync) else f"exit {sync.exit_code}"
+
+
+def causes(evidence: Evidence, syncs: Sequence[SyncResult]) -> dict[str, list[str]]:
+    """Each duplicate and each repeat answered 409, sorted by the path that led to it, with
+    the calls that show it: the evidence behind the findings."""
+    known = _Syncs(syncs)
+    found: dict[str, list[str]] = defaultdict(list)
+    taken: dict[str, Post] = {}
+    by_key: dict[str, list[Post]] = defaultdict(list)
+    for p in evidence.posts:
+        by_key[p.key].append(p)
+        if p.outcome == "delivered":
+            for rid in p.request_ids:
+                if rid in taken:
+                    cause, example = _duplicate_cause(rid, taken[rid], p, known)
+                    found[cause].append(example)
+                taken.setdefault(rid, p)
+        elif p.outcome == "conflict":
+            cause, example = _conflict_cause(p, by_key[p.key], evidence.posts, known)
+            found[cause].append(example)
+    return dict(found)
+
+
+def _duplicate_cause(rid: str, first: Post, again: Post, known: _Syncs) -> tuple[str, str]:
+    sync = known.at(first.at)
+    how = (
+        "alone, after its batch was refused (400)"
+        if len(first.request_ids) == 1
+        else (f"in a batch of {len(first.request_ids)}")
+    )
+    cause = (
+        f"duplicate: taken {'alone' if len(first.request_ids) == 1 else 'in a batch'}, its "
+        f"sync then {known.ending(sync)}; sent again under a new key"
+    )
+    example = (
+        f"{rid}: taken in call {first.seq} ({how}, key {first.key[:12]}, sync "
+        f"{sync.index if sync else '?'}: {known.ending(sync)}), again in call {again.seq} "
+        f"(key {again.key[:12]}, {len(again.request_ids)} msgs, sync "
+        f"{(s.index if (s := known.at(again.at)) else '?')})"
+    )
+    return cause, example
+
+
+def _conflict_cause(
+    p: Post, calls: list[Post], posts: list[Post], known: _Syncs
+) -> tuple[str, str]:
+    first = next(c for c in calls if c.outcome == "delivered")
+    sync_a, sync_b = known.at(first.at), known.at(p.at)
+    # Calls that carried these requests in other syncs before this one, under any key:
+    # each was a repeat whose mark_sending moved sending_at.
+    rid = p.request_ids[0]
+    repeats = sorted(
+        {
+            s.index
+            for c in posts
+            if c.seq < p.seq and rid in c.request_ids and (s := known.at(c.at)) is not None
+        }
+        - {sync_b.index if sync_b else -1}
+    )
+    order = "same order" if p.request_ids == first.request_ids else "another order"
+    if sync_a is not None and not sync_a.killed and known.provider_lost(sync_a):
+        cause = f"409: back to pending when the provider was lost, same key, {order}"
+    elif order == "another order":
+        cause = "409: repeated after a crash, the messages in another order"
+    elif len(repeats) > 1:
+        cause = "409: same order, re-rendered as of a later repeat's sending_at"
+    else:
+        cause = f"409: same order, re-rendered; the first call's sync {known.ending(sync_a)}"
+    example = (
+        f"key {p.key[:12]} ({len(p.request_ids)} msgs): taken in call {first.seq} (sync "
+        f"{sync_a.index if sync_a else '?'}: {known.ending(sync_a)}), repeated in call "
+        f"{p.seq} (sync {sync_b.index if sync_b else '?'}); earlier syncs that sent these "
+        f"requests: {repeats}"
+    )
+    return cause, example

@@ -5,7 +5,8 @@ the README's promises checked against the ledger and the receiver's record
 
     CrashRun            one shop, one ledger, one receiver; runs syncs and kills them
      ├── ReceiverProcess  the receiver subprocess; restarted on its port after it kills
-     │                    itself, once its planned down time has passed
+     │                    itself, once its planned down time has passed (a negative one:
+     │                    once the sync that saw it die has ended)
      └── SyncResult       what one sync did: exit code, how it was stopped, its log file
 
 Two ways to kill a sync: ``kill_after`` seconds (the benchmark's random moments), or when the
@@ -88,6 +89,7 @@ class ReceiverProcess:
         self._stopping = False
         self._timer: threading.Timer | None = None
         self._down: dict[int, float] = {}
+        self._parked = False  # died with a negative down time: back when the sync ends
         self._failure: HarnessError | None = None
 
     def start(self) -> None:
@@ -151,13 +153,26 @@ class ReceiverProcess:
     def _watch(self, proc: subprocess.Popen[str], reader: threading.Thread) -> None:
         proc.wait()
         reader.join()  # its last line says how long to stay down
+        if proc.stdout is not None:
+            proc.stdout.close()
         with self._lock:
             if proc is not self._proc or self._stopping:
                 return
             self.up.clear()
             self.deaths += 1
-            self._timer = threading.Timer(self._down.get(proc.pid, 0.0), self._restart)
+            down = self._down.get(proc.pid, 0.0)
+            if down < 0:
+                self._parked = True
+                return
+            self._timer = threading.Timer(down, self._restart)
             self._timer.start()
+
+    def revive(self) -> None:
+        """Start it again if it died to stay down until the sync running then had ended."""
+        with self._lock:
+            parked, self._parked = self._parked, False
+        if parked:
+            self.start()
 
     def _restart(self) -> None:
         try:
@@ -266,6 +281,7 @@ class CrashRun:
                 if timer is not None:
                     timer.cancel()
                 self._current = None
+        self.receiver.revive()
         killed = code == -signal.SIGKILL
         result = SyncResult(
             index,

@@ -77,6 +77,26 @@ def generate_shop(seed: int, sales: int, days: int, now: datetime) -> Shop:
     return Shop(customers, planned, first_day)
 
 
+def scripted_shop(customers: int, bad: tuple[int, ...] = (), *, now: datetime) -> Shop:
+    """A small shop for a scripted trial: customer ``n`` (from 1) buys once, yesterday at
+    10:00 plus ``n`` minutes, so the sales, and so the first batch, are in customer order;
+    the customers numbered in ``bad`` have an address the receiver refuses."""
+    day = datetime.combine((now - timedelta(days=1)).date(), datetime.min.time())
+    people = [
+        Customer(
+            f"C{n:05d}",
+            "Kim",
+            f"{BAD_MARKER}{n}@example.com" if n in bad else f"person{n}@example.com",
+        )
+        for n in range(1, customers + 1)
+    ]
+    sales = [
+        PlannedSale(c.customer_id, day + timedelta(hours=10, minutes=n))
+        for n, c in enumerate(people, start=1)
+    ]
+    return Shop(people, sales, day - timedelta(days=1))
+
+
 def _customer(rng: random.Random, number: int) -> Customer:
     customer_id = f"C{number:05d}"
     email: str | None = f"person{number}@example.com"
