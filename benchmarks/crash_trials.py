@@ -135,6 +135,9 @@ def summary(
         "kills": sum(s.killed for s in syncs),
         "kills_by_reason": dict(sorted(_count(s.kill for s in syncs if s.killed).items())),
         "sync_exit_codes": dict(sorted(_count(str(s.exit_code) for s in syncs).items())),
+        "sync_failures": dict(
+            sorted(_count(_failure(s) for s in syncs if s.exit_code > 0).items())
+        ),
         "calls": stats["calls"],
         "faults": {k[6:]: v for k, v in sorted(stats.items()) if k.startswith("fault:")},
         "call_outcomes": {k[8:]: v for k, v in sorted(stats.items()) if k.startswith("outcome:")},
@@ -150,6 +153,15 @@ def summary(
         "violations": {p: len(findings.of(p)) for p in PROPERTIES},
         "seconds": round(seconds, 1),
     }
+
+
+def _failure(sync: SyncResult) -> str:
+    """Why a sync exited non-zero: the error type its log names, else its last line."""
+    lines = sync.log.read_text(encoding="utf-8", errors="replace").splitlines()
+    for line in reversed(lines):
+        if '"error_type"' in line:
+            return str(json.loads(line).get("error_type"))
+    return lines[-1][:80] if lines else "no output"
 
 
 def _count(items: Iterator[str | None] | list[str]) -> dict[str, int]:

@@ -82,7 +82,9 @@ class ReceiverProcess:
         self.args = args
         self.port = 0
         self.deaths = 0
+        self.starts = 0
         self.up = threading.Event()
+        self._started = threading.Condition()
         self._on_hold = on_hold
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[str] | None = None
@@ -118,6 +120,15 @@ class ReceiverProcess:
             reader.start()
             threading.Thread(target=self._watch, args=(proc, reader), daemon=True).start()
             self.up.set()
+        with self._started:
+            self.starts += 1
+            self._started.notify_all()
+
+    def wait_started(self, count: int) -> None:
+        """Until the receiver has been started ``count`` times (first start included)."""
+        with self._started:
+            if not self._started.wait_for(lambda: self.starts >= count, RECEIVER_START_S):
+                raise self._failure or HarnessError("the receiver did not come back")
 
     def wait_up(self) -> None:
         if not self.up.wait(RECEIVER_START_S):

@@ -206,8 +206,9 @@ class Record:
         """The answer to a call, and what it was (delivered, replayed, conflict, bad_address).
         A new key is delivered and remembered in the same transaction."""
         with self._lock, self._transaction() as conn:
-            found = conn.execute(
-                "SELECT body_sha, status, answer FROM keys WHERE key = ?", (call.key,)
+            found = conn.execute(  # a call without a key is never a repeat
+                "SELECT body_sha, status, answer FROM keys WHERE key = ? AND key != ''",
+                (call.key,),
             ).fetchone()
             if found is not None:
                 answer, outcome = _replay(call, found)
@@ -225,7 +226,8 @@ class Record:
         ]
         answer = Answer(200, {"results": results})
         conn.execute(
-            "INSERT INTO keys (key, body_sha, status, answer, first_seq) VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO keys (key, body_sha, status, answer, first_seq)"
+            " VALUES (?, ?, ?, ?, ?)",
             (call.key, call.body_sha, answer.status, json.dumps(answer.body), call.seq),
         )
         now = time.time()
@@ -313,7 +315,14 @@ class Receiver:
             self.record.event("bad_signature")
             exchange.reply(Answer(401, {"message": "bad signature"}))
             return
-        data = json.loads(body)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            exchange.reply(Answer(400, {"message": "the body is not JSON"}))
+            return
+        if not isinstance(data, dict) or not isinstance(data.get("messages", []), list):
+            exchange.reply(Answer(400, {"message": "not a surveysync webhook body"}))
+            return
         if data.get("type") == "ping":
             exchange.reply(Answer(200, {"ok": True}))
             return
