@@ -467,15 +467,26 @@ class ReceiverServer(ThreadingHTTPServer):
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--db", type=Path, required=True)
-    parser.add_argument("--secret", default=os.environ.get("CRASH_RECEIVER_SECRET", ""))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    parser.add_argument("--db", type=Path, required=True, help="the record (SQLite file)")
+    parser.add_argument(
+        "--secret",
+        default=os.environ.get("CRASH_RECEIVER_SECRET", ""),
+        help="the webhook secret (default: $CRASH_RECEIVER_SECRET)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seeds the random faults")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of calls faulted")
     parser.add_argument("--kinds", default="", help="comma-separated random fault kinds")
-    parser.add_argument("--plan", type=Path, help="JSON: {'faults': {'<seq>': {'kind': ...}}}")
-    parser.add_argument("--max-down", type=float, default=6.0)
-    parser.add_argument("--bad-marker", default="bounce")
+    parser.add_argument("--plan", type=Path, help="JSON: {'faults': {'<call>': {'kind': ...}}}")
+    parser.add_argument(
+        "--max-down",
+        type=float,
+        default=6.0,
+        help="longest down time, in seconds, after the receiver kills itself",
+    )
+    parser.add_argument(
+        "--bad-marker", default="bounce", help="refuse addresses whose local part starts with this"
+    )
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error("--secret (or CRASH_RECEIVER_SECRET) is required")
