@@ -39,7 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
-from tests.crash_checks import PROPERTIES, Evidence, Findings, causes, check, gather, story
+from tests.crash_checks import (
+    PROPERTIES,
+    Evidence,
+    Findings,
+    causes,
+    check,
+    gather,
+    read_ledger,
+    read_record,
+    story,
+)
 from tests.crash_harness import CrashRun, RunConfig, SyncResult
 from tests.crash_shop import TZ, generate_shop
 
@@ -64,6 +74,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="kept afterwards; default: a temp dir")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument("--postgres", default=POSTGRES_ADMIN, help="admin URL (database test)")
+    parser.add_argument(
+        "--analyse", type=Path, metavar="ROOT", help="only explain the run kept in ROOT again"
+    )
     return parser.parse_args()
 
 
@@ -171,7 +184,7 @@ def _count(items: Iterator[str | None] | list[str]) -> dict[str, int]:
     return counts
 
 
-def print_findings(run: CrashRun, findings: Findings, evidence: Evidence) -> None:
+def print_findings(syncs: list[SyncResult], findings: Findings, evidence: Evidence) -> None:
     """Each violated property with a few examples; then each path to a duplicate or a 409,
     counted, with the full story of its first example."""
     for name in PROPERTIES:
@@ -179,12 +192,12 @@ def print_findings(run: CrashRun, findings: Findings, evidence: Evidence) -> Non
         if found:
             print(f"\n{name}: {len(found)}")
             print("\n".join(f"  {line}" for line in found[:STORIES_PER_PROPERTY]))
-    for cause, examples in sorted(causes(evidence, run.syncs).items()):
+    for cause, examples in sorted(causes(evidence, syncs).items()):
         print(f"\n{cause}: {len(examples)}")
         print("\n".join(f"  {line}" for line in examples[:STORIES_PER_PROPERTY]))
         request_id = _first_request(examples[0], evidence)
         if request_id:
-            print("\n".join(story(request_id, evidence, run.syncs)))
+            print("\n".join(story(request_id, evidence, syncs)))
 
 
 def _first_request(example: str, evidence: Evidence) -> str | None:
@@ -196,8 +209,50 @@ def _first_request(example: str, evidence: Evidence) -> str | None:
     return next((p.request_ids[0] for p in evidence.posts if p.seq == call), None)
 
 
+def save_syncs(root: Path, syncs: list[SyncResult]) -> None:
+    rows = [{**vars(s), "log": str(s.log)} for s in syncs]
+    (root / "syncs.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+
+
+def load_syncs(root: Path) -> list[SyncResult]:
+    """The syncs of a kept run: from syncs.json, or (older runs) rebuilt from their logs,
+    their start and end taken from the first and last log line."""
+    saved = root / "syncs.json"
+    if saved.exists():
+        return [
+            SyncResult(**{**row, "log": Path(row["log"])}) for row in json.loads(saved.read_text())
+        ]
+    syncs = []
+    for index, log in enumerate(sorted((root / "logs").glob("sync-*.log")), start=1):
+        text = log.read_text(encoding="utf-8", errors="replace")
+        stamps = [
+            datetime.fromisoformat(json.loads(line)["timestamp"].replace("Z", "+00:00")).timestamp()
+            for line in text.splitlines()
+            if line.startswith("{") and '"timestamp"' in line
+        ]
+        ended = "run.finished" in text or "run.failed" in text
+        code = (0 if "run.finished" in text else 1) if ended else -9
+        if stamps:
+            syncs.append(
+                SyncResult(index, min(stamps) - 1.0, max(stamps) + 0.5, code, None, None, log)
+            )
+    return syncs
+
+
+def analyse(root: Path) -> None:
+    """Explain a kept run again: its duplicates and 409s by path, with stories."""
+    ledger = root / "ledger.sqlite"
+    requests, decisions = read_ledger(f"sqlite:///{ledger}") if ledger.exists() else ({}, {})
+    posts, deliveries, events = read_record(root / "receiver.sqlite")
+    evidence = Evidence([], requests, decisions, posts, deliveries, events, {})
+    print_findings(load_syncs(root), Findings(), evidence)
+
+
 def main() -> None:
     args = parse_args()
+    if args.analyse:
+        analyse(args.analyse)
+        return
     rng = random.Random(args.seed)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="crash-trials-"))
     root = workdir / f"{args.ledger}-seed{args.seed}"
@@ -231,7 +286,8 @@ def main() -> None:
     figures["final_sync_exit"] = final.exit_code
     figures["causes"] = {c: len(e) for c, e in sorted(causes(evidence, run.syncs).items())}
     print(json.dumps(figures, indent=2))
-    print_findings(run, findings, evidence)
+    print_findings(run.syncs, findings, evidence)
+    save_syncs(root, run.syncs)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 

@@ -130,13 +130,15 @@ class Findings:
 def gather(run: CrashRun, now: datetime) -> Evidence:
     with contextlib.closing(sqlite3.connect(run.root / "pos.sqlite")) as pos:
         sales = [str(row[0]) for row in pos.execute("SELECT id FROM transactions")]
-    requests, decisions = _ledger(run.ledger_url)
-    posts, deliveries, events = _record(run.root / "receiver.sqlite")
+    requests, decisions = read_ledger(run.ledger_url)
+    posts, deliveries, events = read_record(run.root / "receiver.sqlite")
     reference = reference_people(run.config_path, run.root / "reference.sqlite", now)
     return Evidence(sales, requests, decisions, posts, deliveries, events, reference)
 
 
-def _ledger(url: str) -> tuple[dict[str, LedgerRequest], dict[str, tuple[str | None, str | None]]]:
+def read_ledger(
+    url: str,
+) -> tuple[dict[str, LedgerRequest], dict[str, tuple[str | None, str | None]]]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
@@ -155,7 +157,7 @@ def _ledger(url: str) -> tuple[dict[str, LedgerRequest], dict[str, tuple[str | N
     return requests, {str(d[0]): (d[1], d[2]) for d in decided}
 
 
-def _record(
+def read_record(
     path: Path,
 ) -> tuple[list[Post], list[Delivery], list[tuple[float, str, int | None, str]]]:
     with contextlib.closing(sqlite3.connect(path)) as conn:
@@ -208,7 +210,7 @@ def reference_people(config_path: Path, ledger_path: Path, now: datetime) -> dic
     ledger = settings.ledger.model_copy(update={"url": SecretStr(f"sqlite:///{ledger_path}")})
     reference: Settings = settings.model_copy(update={"ledger": ledger})
     run_sync(reference, SyncRequest(now=now), provider=_ReferenceProvider())
-    requests, _ = _ledger(f"sqlite:///{ledger_path}")
+    requests, _ = read_ledger(f"sqlite:///{ledger_path}")
     return {r.person_key: r.status for r in requests.values()}
 
 
@@ -374,7 +376,7 @@ def story(request_id: str, evidence: Evidence, syncs: Sequence[SyncResult]) -> l
             )
         )
     for at, kind, seq, detail in evidence.receiver_events:
-        if kind in ("dying", "started") and first <= at:
+        if kind in ("dying", "started") and first <= at <= posts[-1].at + 1:
             lines.append((at, f"receiver {kind} {detail} (call {seq})"))
     for s in syncs:
         if s.ended < first or s.started > posts[-1].at:
@@ -443,6 +445,16 @@ class _Syncs:
             self._lost[sync.index] = '"error_type": "ProviderUnavailable"' in text
         return self._lost[sync.index]
 
+    def last_provider_lost(
+        self, first: SyncResult | None, until: SyncResult | None
+    ) -> SyncResult | None:
+        """The last sync from ``first`` up to (not including) ``until`` that lost the
+        provider."""
+        if first is None or until is None:
+            return None
+        between = [s for s in self._syncs if first.index <= s.index < until.index]
+        return next((s for s in reversed(between) if self.provider_lost(s)), None)
+
     def ending(self, sync: SyncResult | None) -> str:
         if sync is None:
             return "no sync"
@@ -473,23 +485,34 @@ def causes(evidence: Evidence, syncs: Sequence[SyncResult]) -> dict[str, list[st
 
 
 def _duplicate_cause(rid: str, first: Post, again: Post, known: _Syncs) -> tuple[str, str]:
-    sync = known.at(first.at)
-    how = (
-        "alone, after its batch was refused (400)"
-        if len(first.request_ids) == 1
-        else (f"in a batch of {len(first.request_ids)}")
+    """Only one path gives a request a new key: it went back to pending when a run lost the
+    provider (ProviderUnavailable). Which run, and how the one that had it taken ended."""
+    sync_a, sync_b = known.at(first.at), known.at(again.at)
+    lost = known.last_provider_lost(sync_a, sync_b)
+    alone = len(first.request_ids) == 1
+    when = (
+        "in that same sync"
+        if lost is not None and lost is sync_a
+        else f"in a later sync ({lost.index})"
+        if lost is not None
+        else "(no sync lost the provider: unexplained)"
     )
     cause = (
-        f"duplicate: taken {'alone' if len(first.request_ids) == 1 else 'in a batch'}, its "
-        f"sync then {known.ending(sync)}; sent again under a new key"
+        f"duplicate: taken {'alone (batch refused 400, split)' if alone else 'in a batch'}, "
+        f"its sync {known.ending(sync_a)}; back to "
+        f"pending when the provider was lost {when.split(' (')[0]}; sent under a new key"
     )
     example = (
-        f"{rid}: taken in call {first.seq} ({how}, key {first.key[:12]}, sync "
-        f"{sync.index if sync else '?'}: {known.ending(sync)}), again in call {again.seq} "
-        f"(key {again.key[:12]}, {len(again.request_ids)} msgs, sync "
-        f"{(s.index if (s := known.at(again.at)) else '?')})"
+        f"{rid}: taken in call {first.seq} (key {first.key[:12]}, "
+        f"{len(first.request_ids)} msgs, sync {_index(sync_a)}: {known.ending(sync_a)}), "
+        f"back to pending {when}, again in call {again.seq} (key {again.key[:12]}, "
+        f"{len(again.request_ids)} msgs, sync {_index(sync_b)})"
     )
     return cause, example
+
+
+def _index(sync: SyncResult | None) -> str:
+    return str(sync.index) if sync is not None else "?"
 
 
 def _conflict_cause(
