@@ -446,21 +446,33 @@ class _Syncs:
         return self._lost[sync.index]
 
     def last_provider_lost(
-        self, first: SyncResult | None, until: SyncResult | None
+        self, first: SyncResult | None, until: SyncResult | None, carried: set[int]
     ) -> SyncResult | None:
-        """The last sync from ``first`` up to (not including) ``until`` that lost the
-        provider."""
+        """The last sync from ``first`` up to (not including) ``until`` that made a call
+        carrying the request (its index in ``carried``) and then lost the provider: that
+        sync put the request back to pending."""
         if first is None or until is None:
             return None
         between = [s for s in self._syncs if first.index <= s.index < until.index]
-        return next((s for s in reversed(between) if self.provider_lost(s)), None)
+        return next(
+            (s for s in reversed(between) if s.index in carried and self.provider_lost(s)),
+            None,
+        )
+
+    def carrying(self, request_id: str, posts: Sequence[Post], before: int) -> set[int]:
+        """The syncs that made a call carrying this request before call ``before``."""
+        return {
+            s.index
+            for p in posts
+            if p.seq < before and request_id in p.request_ids and (s := self.at(p.at))
+        }
 
     def ending(self, sync: SyncResult | None) -> str:
         if sync is None:
             return "no sync"
-        if sync.killed:
-            return "killed"
-        return "provider lost" if self.provider_lost(sync) else f"exit {sync.exit_code}"
+        if self.provider_lost(sync):  # also when killed afterwards, while it closed
+            return "provider lost"
+        return "killed" if sync.killed else f"exit {sync.exit_code}"
 
 
 def causes(evidence: Evidence, syncs: Sequence[SyncResult]) -> dict[str, list[str]]:
@@ -475,7 +487,7 @@ def causes(evidence: Evidence, syncs: Sequence[SyncResult]) -> dict[str, list[st
         if p.outcome == "delivered":
             for rid in p.request_ids:
                 if rid in taken:
-                    cause, example = _duplicate_cause(rid, taken[rid], p, known)
+                    cause, example = _duplicate_cause(rid, taken[rid], p, evidence.posts, known)
                     found[cause].append(example)
                 taken.setdefault(rid, p)
         elif p.outcome == "conflict":
@@ -484,11 +496,13 @@ def causes(evidence: Evidence, syncs: Sequence[SyncResult]) -> dict[str, list[st
     return dict(found)
 
 
-def _duplicate_cause(rid: str, first: Post, again: Post, known: _Syncs) -> tuple[str, str]:
+def _duplicate_cause(
+    rid: str, first: Post, again: Post, posts: Sequence[Post], known: _Syncs
+) -> tuple[str, str]:
     """Only one path gives a request a new key: it went back to pending when a run lost the
     provider (ProviderUnavailable). Which run, and how the one that had it taken ended."""
     sync_a, sync_b = known.at(first.at), known.at(again.at)
-    lost = known.last_provider_lost(sync_a, sync_b)
+    lost = known.last_provider_lost(sync_a, sync_b, known.carrying(rid, posts, again.seq))
     alone = len(first.request_ids) == 1
     when = (
         "in that same sync"
@@ -499,8 +513,8 @@ def _duplicate_cause(rid: str, first: Post, again: Post, known: _Syncs) -> tuple
     )
     cause = (
         f"duplicate: taken {'alone (batch refused 400, split)' if alone else 'in a batch'}, "
-        f"its sync {known.ending(sync_a)}; back to "
-        f"pending when the provider was lost {when.split(' (')[0]}; sent under a new key"
+        f"its sync {known.ending(sync_a)}; back to pending when a sync lost the provider; "
+        "sent again under a new key"
     )
     example = (
         f"{rid}: taken in call {first.seq} (key {first.key[:12]}, "
@@ -532,8 +546,8 @@ def _conflict_cause(
         - {sync_b.index if sync_b else -1}
     )
     order = "same order" if p.request_ids == first.request_ids else "another order"
-    if sync_a is not None and not sync_a.killed and known.provider_lost(sync_a):
-        cause = f"409: back to pending when the provider was lost, same key, {order}"
+    if known.last_provider_lost(sync_a, sync_b, known.carrying(rid, posts, p.seq)):
+        cause = f"409: back to pending when a sync lost the provider, same key, {order}"
     elif order == "another order":
         cause = "409: repeated after a crash, the messages in another order"
     elif len(repeats) > 1:
