@@ -137,7 +137,7 @@ ITEM2_SENDING_AT = (
 )
 ITEM1_2 = (
     "issue 11 items 1 and 2: a batch the receiver took goes back to pending when retries "
-    "run out; the next run sends the same requests under the same key, re-rendered (409)"
+    "run out; the next run sends the same set under the same key, in Ledger.unsent order (409)"
 )
 KNOWN_FAILURES: dict[tuple[str, str], str] = {
     ("rides_out_faults", "repeats_differ"): ITEM2_ORDER,
