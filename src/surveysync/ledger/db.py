@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, case, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from surveysync.errors import first_line
 from surveysync.ledger import migrate
@@ -131,12 +131,24 @@ def create_ledger_engine(url: str) -> Engine:
     except ArgumentError as exc:
         raise LedgerError("ledger.url is not a database URL") from exc
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+        try:
+            return create_engine(parsed, pool_pre_ping=True)
+        except (NoSuchModuleError, ImportError) as exc:
+            raise LedgerError(_missing_driver(parsed.get_backend_name(), exc)) from exc
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(parsed)
     _sqlite_transactions(engine)
     return engine
+
+
+def _missing_driver(backend: str, exc: BaseException) -> str:
+    if backend == "postgresql":
+        return (
+            "ledger.url names PostgreSQL, but its driver is not installed: "
+            "pip install 'surveysync[postgresql]'"
+        )
+    return f"ledger.url: the database driver for {backend} is not installed ({exc})"
 
 
 def _sqlite_transactions(engine: Engine) -> None:

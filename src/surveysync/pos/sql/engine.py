@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import sqlparse
@@ -30,7 +31,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlparse import tokens as T
 
-from surveysync.pos.base import PosError, ReadOnlyViolation
+from surveysync.pos.base import PosError, PosUnavailable, ReadOnlyViolation
 
 _READING_STARTS = frozenset({"SELECT", "WITH", "SHOW"})
 # Keywords that make an otherwise SELECT-looking statement write or lock something.
@@ -141,7 +142,31 @@ def create_pos_engine(url: str) -> Engine:
     except (NoSuchModuleError, ImportError) as exc:
         raise PosError(f"pos.url: the database driver is not installed ({exc})") from exc
     _install_guards(engine)
+    if parsed.get_backend_name() == "sqlite":
+        _refuse_a_missing_file(engine, _sqlite_file(url))
     return engine
+
+
+def _sqlite_file(url: str) -> Path | None:
+    database = make_url(url).database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _refuse_a_missing_file(engine: Engine, path: Path | None) -> None:
+    """Each connection first checks the file is there, so that a missing POS fails the run
+    that tries to read it, naming the path (SQLite would only say "unable to open")."""
+    if path is None:
+        return
+
+    @event.listens_for(engine, "do_connect")
+    def _exists(*args: Any) -> None:
+        if not path.is_file():
+            raise PosUnavailable(
+                f"the POS database is unavailable: the file {str(path.resolve())!r} does not "
+                "exist (pos.url; a relative path is read from the working directory)"
+            )
 
 
 def _parse_url(url: str) -> URL:
