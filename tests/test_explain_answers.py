@@ -70,7 +70,7 @@ def _explain(answered: Answered, customer: str, *options: str) -> str:
     with time_machine.travel(answered.now, tick=False):
         result = answered.store.cli("explain", "--customer", customer, *options)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def _survey_row(output: str) -> dict[str, str]:
