@@ -166,8 +166,8 @@ class PlannedVisit:
 
 def play_answers(settings: Settings, now: datetime, seed: int) -> Counter[str]:
     """Play the month's answers to every survey the demo sent, then count the clicks whose
-    settle window has passed (as the page's sweep would). Returns what was played: visits,
-    forms, comments, lone clicks, scanner passes, review clicks."""
+    settle window has passed (as the page's sweep would). Returns what was played
+    (``played``)."""
     ledger = open_ledger(settings)
     try:
         surveys = sent_surveys(ledger)
@@ -243,7 +243,9 @@ class MonthPlanner:
     def scanner_pass(self, survey: SentSurvey) -> list[PlannedVisit]:
         """Every score link in a few seconds, then the unsubscribe page, at delivery."""
         agent = HEADLESS if self.rng.random() < 0.5 else self.rng.choice(BROWSERS)
-        automated = looks_automated("GET", agent)  # posing as a browser, it is not
+        # A headless browser says what it is; one posing as a person's browser does not,
+        # and only the pass gives it away.
+        automated = looks_automated("GET", agent)
         at = survey.sent_at + timedelta(seconds=self.rng.uniform(2, 240))
         visits = []
         for score in range(11):
