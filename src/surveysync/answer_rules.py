@@ -41,8 +41,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from surveysync.model import ResponseStatus
+
+if TYPE_CHECKING:  # settings are handed in; this module reads nothing itself
+    from surveysync.config import WebSettings
 
 COMMENT_LIMIT = 2_000  # characters a comment may hold
 
@@ -102,6 +106,15 @@ class AnswerPolicy:
     settle: timedelta  # a lone click counts after this
     scanner_window: timedelta  # clicks on different scores this close are a scanner
     early_window: timedelta  # clicks this soon after sending are a scanner at delivery
+
+    @classmethod
+    def of(cls, web: WebSettings) -> AnswerPolicy:
+        """The policy ``[web]`` configures: the survey page and the demo judge alike."""
+        return cls(
+            settle=timedelta(minutes=web.settle_minutes),
+            scanner_window=timedelta(seconds=web.scanner_seconds),
+            early_window=timedelta(seconds=web.early_seconds),
+        )
 
 
 @dataclass(frozen=True, slots=True)

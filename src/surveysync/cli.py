@@ -262,11 +262,17 @@ def status(ctx: click.Context, as_json: bool, days: int, show_all: bool) -> None
 @click.option("--email", help="The customer's email address.")
 @click.option("--customer", "customer_id", help="The POS customer id.")
 @click.option("--transaction", "transaction_id", help="The POS transaction id.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def explain(
-    ctx: click.Context, email: str | None, customer_id: str | None, transaction_id: str | None
+    ctx: click.Context,
+    email: str | None,
+    customer_id: str | None,
+    transaction_id: str | None,
+    as_json: bool,
 ) -> None:
-    """Why a person did or did not get a survey: each sale, its decision and the rule."""
+    """Why a person did or did not get a survey: each sale, its decision and the rule; for
+    each survey its answer (score, comment, how it counted), review click and reminder."""
     if sum(v is not None for v in (email, customer_id, transaction_id)) != 1:
         raise click.UsageError("give exactly one of --email, --customer or --transaction")
     settings = _settings(ctx)
@@ -281,7 +287,10 @@ def explain(
             tz=settings.store.tz,
             now=_now(settings),
         )
-    print_explanation(Output(), result, settings)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print_explanation(Output(), result, settings)
 
 
 def _normalized_or_usage(email: str) -> str:
@@ -534,7 +543,8 @@ def preview(
 @click.option("--sales", default=3_000, show_default=True, help="How many sales to generate.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same store).")
 def demo(directory: Path, outbox: Path, sales: int, seed: int) -> None:
-    """Create a demo store with two months of sales and run a sync into the outbox."""
+    """Create a demo store with two months of sales, run its nights into the outbox, play a
+    month of answers and write the HTML report."""
     from surveysync import demo as demo_store
 
     out = Output()
@@ -557,6 +567,9 @@ def demo(directory: Path, outbox: Path, sales: int, seed: int) -> None:
     out.line(f"  surveysync --config {config_path} report --html nps.html")
     out.line("")
     for line in demo_store.page_hint(config_path, outbox):
+        out.line(line)
+    out.line("")
+    for line in demo_store.answer_lines(played):
         out.line(line)
     if report.counts["sent"] == 0:
         raise RunFailed("the demo sent nothing, which should not happen")

@@ -8,6 +8,7 @@ the terminal.
 from __future__ import annotations
 
 import sys
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -31,6 +32,8 @@ from surveysync import logging as log_setup
 from surveysync.checks import Check
 from surveysync.config import Settings
 from surveysync.ledger import reports
+from surveysync.ledger.activity import SurveyAnswer
+from surveysync.model import ResponseStatus
 from surveysync.render import SurveyEmail
 from surveysync.rules import REASON_TEXT, SkipReason
 from surveysync.sync import ProgressHook, RunReport
@@ -64,7 +67,8 @@ class Output:
             # Short values stay on one line; only the last (free-text) column wraps.
             table.add_column(column, overflow="fold", no_wrap=index < len(columns) - 1)
         for row in rows:
-            table.add_row(*("" if cell is None else str(cell) for cell in row))
+            # Text, never markup: a name or a comment holding "[red]" is shown as typed.
+            table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
         self.console.print(table)
 
     def log_line(self, text: str, level: str) -> None:
@@ -262,7 +266,93 @@ def print_explanation(out: Output, result: reports.ExplainResult, settings: Sett
     )
     for reason in dict.fromkeys(r.reason for r in result.rows if r.reason):
         out.line(f"  {reason}: {REASON_TEXT[SkipReason(reason)]}")
+    surveys = [r for r in result.rows if r.survey is not None]
+    if surveys:
+        _print_surveys(out, surveys, tz)
     out.line(next_ask_line(result, tz))
+
+
+# How each answer status counts, for the legend under the surveys table.
+ANSWER_TEXT = {
+    ResponseStatus.CONFIRMED: "the customer sent the survey form: counted",
+    ResponseStatus.CLICKED: "a score link, no click on another score within the settle "
+    "window (web.settle_minutes): counted",
+    ResponseStatus.PROVISIONAL: "a score link clicked within the settle window: counted "
+    "once it passes without a click on another score",
+    ResponseStatus.SCANNER: "only a link scanner or a program visited: never counted",
+}
+COMMENT_WIDTH = 60  # characters of a comment shown on the terminal; --json has it whole
+
+
+def _print_surveys(out: Output, rows: Sequence[reports.Explanation], tz: ZoneInfo) -> None:
+    out.table(
+        "Surveys",
+        [
+            "transaction",
+            "sent",
+            "answer",
+            "counts",
+            "score",
+            "when",
+            "review",
+            "reminder",
+            "comment",
+        ],
+        [_survey_cells(r, tz) for r in rows],
+    )
+    answers = [r.survey.answer for r in rows if r.survey and r.survey.answer]
+    for status in dict.fromkeys(a.status for a in answers):
+        out.line(f"  {status.value}: {ANSWER_TEXT[status]}")
+    for row in rows:
+        survey = row.survey
+        if survey is not None and survey.uncounted_visits:
+            out.line(
+                f"  transaction {row.transaction_id}: {survey.uncounted_visits} visit(s) by a "
+                f"link scanner or a program from {local_time(survey.uncounted_since, tz)}, "
+                "kept but not counted"
+            )
+
+
+def _survey_cells(row: reports.Explanation, tz: ZoneInfo) -> tuple[object, ...]:
+    assert row.survey is not None
+    answer, survey = row.survey.answer, row.survey
+    reminder = survey.reminder
+    return (
+        row.transaction_id,
+        local_time(row.sent_at, tz) if row.sent_at else row.request_status or "-",
+        answer.status.value if answer else "no answer",
+        _counts(answer),
+        "-" if answer is None or answer.score is None else answer.score,
+        local_time(answer.when, tz) if answer else "-",
+        local_time(survey.review_clicks[0], tz) if survey.review_clicks else "-",
+        f"{reminder.kind} {reminder.status} {local_time(reminder.sent_at, tz)}"
+        if reminder
+        else "-",
+        one_line(answer.comment, COMMENT_WIDTH) if answer and answer.comment else "",
+    )
+
+
+def _counts(answer: SurveyAnswer | None) -> str:
+    if answer is None:
+        return "-"
+    if answer.counted:
+        return "yes"
+    return "not yet" if answer.status is ResponseStatus.PROVISIONAL else "no"
+
+
+# Bidirectional controls reorder what a terminal shows ("Trojan Source"); shown escaped.
+_BIDI = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+
+
+def one_line(text: str, width: int) -> str:
+    """Customer text made safe for one terminal line: line breaks and tabs become spaces,
+    control and bidirectional characters are shown as escapes, and it is cut to ``width``."""
+    flat = " ".join(text.split())
+    shown = "".join(
+        f"\\u{ord(c):04x}" if c in _BIDI or unicodedata.category(c) in ("Cc", "Cs") else c
+        for c in flat
+    )
+    return shown if len(shown) <= width else shown[: width - 1] + "…"
 
 
 def _location(row: reports.Explanation, settings: Settings) -> str:

@@ -4,8 +4,10 @@ Several locations, a few thousand sales, customers whose names are Dutch, Spanis
 Slovenian, Irish or carry an emoji, and enough odd cases that every skip reason shows up in
 one run. ``create_pos_schema`` and ``PosWriter`` are also what the tests build their POS
 databases with, so the demo and the tests exercise the same schema as the ``ascend`` preset.
+After the nights, the customers answer (``demo_answers``) and the demo writes the HTML report.
 
-This module writes to a POS database it creates; it never touches an existing one.
+This module writes to a POS database it creates; it never touches an existing one. The demo
+sends through the outbox only, with alerts off: it never emails anyone.
 """
 
 from __future__ import annotations
@@ -44,8 +46,12 @@ from sqlalchemy import (
 
 from surveysync import logging as logs
 from surveysync.config import Settings, load_settings
+from surveysync.demo_answers import play_answers
 from surveysync.ledger import open_ledger, reports
-from surveysync.ledger.schema import decisions
+from surveysync.ledger.schema import decisions, responses
+from surveysync.model import ResponseStatus
+from surveysync.report import ReportOptions, make_report
+from surveysync.report.figures import Report
 from surveysync.sync import ProgressHook, RunReport, SyncRequest, run_sync
 
 pos_metadata = MetaData()
@@ -96,6 +102,8 @@ DEMO_EXCLUDED_LOCATION = 4
 DEMO_EXCLUDED_CUSTOMER = "C0007"
 DEMO_EMPLOYEES = {1: "Anouk", 2: "Bram", 3: "Carmen", 4: "Dae-jung"}
 DEMO_WEB_PORT = 8080
+DEMO_REVIEW_URL = "https://reviews.example/demo-cycles"
+REPORT_FILE = "report.html"
 
 # (first, last, language, email local part): names are data, whatever they hold.
 _PEOPLE = [
@@ -356,6 +364,13 @@ outbox_dir = "{outbox.as_posix()}"
 # here; the links in the demo's emails open on it.
 port = {DEMO_WEB_PORT}
 public_url = "http://127.0.0.1:{DEMO_WEB_PORT}"
+
+[review]
+# The thank-you page invites customers to review the store here (a made-up address).
+url = "{DEMO_REVIEW_URL}"
+
+# [alerts] to is left empty, so alerts are off: the demo plays a month of answers,
+# detractors included, and emails no one about them.
 """
 
 
@@ -477,18 +492,25 @@ def suppress_examples(settings: Settings, now: datetime) -> None:
 
 
 def interesting_customer(settings: Settings) -> str:
-    """A customer with a request and a later sale in cooldown: the best `explain` example."""
+    """The best `explain` example: a customer who answered with a comment and whose later
+    sales met the cooldown (else any customer with sales in cooldown)."""
+    commented = (
+        select(decisions.c.customer_id)
+        .join(responses, responses.c.request_id == decisions.c.request_id)
+        .where(responses.c.comment.is_not(None), responses.c.status == ResponseStatus.CONFIRMED)
+    )
+    in_cooldown = (
+        select(decisions.c.customer_id)
+        .where(decisions.c.reason == "cooldown", decisions.c.customer_id.is_not(None))
+        .group_by(decisions.c.customer_id)
+        .order_by(func.count().desc(), decisions.c.customer_id)
+        .limit(1)
+    )
     ledger = open_ledger(settings)
     try:
-        query = (
-            select(decisions.c.customer_id)
-            .where(decisions.c.reason == "cooldown", decisions.c.customer_id.is_not(None))
-            .group_by(decisions.c.customer_id)
-            .order_by(func.count().desc())
-            .limit(1)
-        )
         with ledger.reading() as conn:
-            return str(conn.scalar(query) or "C0001")
+            found = conn.scalar(in_cooldown.where(decisions.c.customer_id.in_(commented)))
+            return str(found or conn.scalar(in_cooldown) or "C0001")
     finally:
         ledger.close()
 
@@ -514,17 +536,53 @@ class DemoResult:
     settings: Settings
     report: RunReport  # the nights together
     example_customer: str  # a good one to `explain`
+    answers: Counter[str]  # what the customers did (demo_answers.played)
+    nps: Report  # the HTML report's figures
+    report_path: Path
 
 
 def play(
     directory: Path, outbox: Path, sales: int, seed: int, progress: ProgressHook
 ) -> DemoResult:
-    """Build the demo store and play its nightly runs into the outbox (``surveysync demo``).
-    Raises SyncError when a night fails."""
+    """Build the demo store, play its nightly runs into the outbox and the month's answers
+    into the ledger, and write the HTML report (``surveysync demo``). Raises SyncError when
+    a night fails."""
     config_path = build_store(directory, outbox, sales, seed)
     settings = load_settings(config_path)
     logs.configure("warning", logs.secret_values(settings))
     now = datetime.now(settings.store.tz)
     suppress_examples(settings, now)
     report = run_nights(settings, demo_nights(now), progress)
-    return DemoResult(config_path, settings, report, interesting_customer(settings))
+    answers = play_answers(settings, now, seed)
+    report_path = directory / REPORT_FILE
+    nps = make_report(settings, ReportOptions(html=report_path, now=now))
+    return DemoResult(
+        config_path, settings, report, interesting_customer(settings), answers, nps, report_path
+    )
+
+
+def answer_lines(result: DemoResult) -> list[str]:
+    """What the customers did, and the report with the overall NPS (printed last)."""
+    played, total = result.answers, result.nps.total
+    counted, sent = total.tally.responses, total.sent
+    lines = [
+        f"The customers answered {counted} of {sent} surveys ({_percent(counted, sent)}): "
+        f"{total.answers.confirmed} sent the form ({played['comments']} with a comment), "
+        f"{total.answers.clicked + total.answers.settled} clicked a score and left it there.",
+        f"Link scanners fetched every link of {played['scanner_passes']} emails: kept, "
+        f"never counted; {played['review_clicks']} customers followed the review invitation.",
+        f"The report is in {result.report_path} (one file, opens offline in any browser).",
+    ]
+    interval = total.interval
+    if total.nps is None or interval is None:
+        return [*lines, "Overall NPS: - (no answers)"]
+    return [
+        *lines,
+        f"Overall NPS: {round(total.nps, 1)} ± {round(interval.margin, 1)} "
+        f"(90 % interval {round(interval.low, 1)} to {round(interval.high, 1)}), "
+        f"from {counted} answers",
+    ]
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f} %" if whole else "-"

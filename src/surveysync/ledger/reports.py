@@ -1,5 +1,6 @@
 """Answers for people: ``status`` (how are the nights going?) and ``explain`` (why did this
-customer get, or not get, a survey?). Read-only queries over the ledger.
+customer get, or not get, a survey, and what became of it: ``ledger.activity``). Read-only
+queries over the ledger.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from surveysync.ledger import activity
 from surveysync.ledger.schema import cooldowns, coverage, decisions, requests, runs, suppressions
 from surveysync.ledger.store import Ledger
 from surveysync.model import UNSETTLED
@@ -245,6 +247,8 @@ class Explanation:
     location_name: str | None = None  # as the request kept it (skips have only the id)
     sent_at: datetime | None = None  # when the provider took the email (sent requests)
     detail: str | None = None  # more about the reason: an unreadable row's column
+    request_id: str | None = None
+    survey: activity.SurveyActivity | None = None  # requests only: answer, review, reminder
 
     @property
     def decision(self) -> str:
@@ -257,6 +261,22 @@ class Explanation:
             return "all rules passed"
         return f"{self.reason} ({self.detail})" if self.detail else self.reason
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "transaction_id": self.transaction_id,
+            "sale_at": _iso(self.sale_at),
+            "location_id": self.location_id,
+            "location_name": self.location_name,
+            "customer_id": self.customer_id,
+            "decision": self.decision,
+            "reason": self.reason,
+            "detail": self.detail,
+            "request_id": self.request_id,
+            "request_status": self.request_status,
+            "sent_at": _iso(self.sent_at),
+            "survey": _survey_dict(self.survey) if self.survey else None,
+        }
+
 
 @dataclass
 class ExplainResult:
@@ -264,6 +284,43 @@ class ExplainResult:
     rows: list[Explanation]
     covered_until: datetime | None
     suppressed: list[str]
+
+    @property
+    def next_eligible(self) -> datetime | None:
+        return self.rows[-1].next_eligible if self.rows else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``explain --json`` prints: times in ISO 8601 with their offset."""
+        return {
+            "subject": self.subject,
+            "covered_until": _iso(self.covered_until),
+            "suppressed": self.suppressed,
+            "next_eligible": None if self.suppressed else _iso(self.next_eligible),
+            "sales": [row.as_dict() for row in self.rows],
+        }
+
+
+def _survey_dict(survey: activity.SurveyActivity) -> dict[str, Any]:
+    answer, reminder = survey.answer, survey.reminder
+    return {
+        "answer": None
+        if answer is None
+        else {
+            "status": answer.status.value,
+            "counted": answer.counted,
+            "score": answer.score,
+            "comment": answer.comment,
+            "first_seen_at": _iso(answer.first_seen_at),
+            "answered_at": _iso(answer.answered_at),
+            "settle_due_at": _iso(answer.settle_due_at),
+        },
+        "review_clicks": [_iso(at) for at in survey.review_clicks],
+        "uncounted_visits": survey.uncounted_visits,
+        "uncounted_since": _iso(survey.uncounted_since),
+        "reminder": None
+        if reminder is None
+        else {"kind": reminder.kind, "status": reminder.status, "sent_at": _iso(reminder.sent_at)},
+    }
 
 
 def explain(
@@ -276,7 +333,8 @@ def explain(
     tz: ZoneInfo,
     now: datetime,
 ) -> ExplainResult:
-    """Every recorded decision for one person (by email or customer id) or one transaction."""
+    """Every recorded decision for one person (by email or customer id) or one transaction,
+    and for each survey request what became of it, as of ``now``."""
     condition, subject, person_keys = _subject(ledger, email, customer_id, transaction_id)
     with ledger.reading() as conn:
         found = (
@@ -297,6 +355,8 @@ def explain(
     person_keys |= {k for row in found for k in _row_keys(ledger, row)}
     suppressed = _suppression_sources(ledger, person_keys)
     next_at = _next_eligible(ledger, person_keys, cooldown_months, tz, now)
+    asked = [row["request_id"] for row in found if row["request_id"]]
+    surveys = activity.for_requests(ledger, asked, now)
     rows = [
         Explanation(
             row["transaction_id"],
@@ -310,6 +370,8 @@ def explain(
             row["location_name"],
             row["settled_at"] if row["request_status"] == "sent" else None,
             row["detail"],
+            row["request_id"],
+            surveys.get(row["request_id"]),
         )
         for row in found
     ]

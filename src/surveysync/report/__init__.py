@@ -3,6 +3,7 @@ rate, for a period of send times, by location, employee, month or week; on a ter
 tab-separated text, as JSON, or as one self-contained HTML file with SVG charts.
 
     run_report(settings, options, out)   the whole command: read, compute, print or write
+    make_report(settings, options)       the same without printing (the demo's report.html)
 
     period   what is covered and how it is grouped (pure)
     query    the ledger reads, summed in the database (read-only connection)
@@ -39,6 +40,7 @@ __all__ = [
     "ReportError",
     "ReportOptions",
     "ReportUsageError",
+    "make_report",
     "parse_by",
     "run_report",
 ]
@@ -63,6 +65,14 @@ def run_report(settings: Settings, options: ReportOptions, out: Output | None = 
     """Make the report and print it (table, tab-separated or JSON) or write it (``html``).
     Returns the figures. Raises ReportError (ReportUsageError for options that make no
     sense) or LedgerError."""
+    report = make_report(settings, options)
+    _show(report, options, out or Output())
+    return report
+
+
+def make_report(settings: Settings, options: ReportOptions) -> Report:
+    """The figures, and with ``html`` the file written; prints nothing (``surveysync demo``
+    says it in its own words). Raises as ``run_report`` does."""
     if options.html is not None and (options.by or options.as_json):
         raise ReportUsageError("--html FILE has its own sections; leave out --by and --json")
     started = time.perf_counter()
@@ -86,7 +96,6 @@ def run_report(settings: Settings, options: ReportOptions, out: Output | None = 
                 report = _figures(conn, scope, options.by, settings, minimum)
     finally:
         db.close()
-    _show(report, options, out or Output())
     log.info(
         "report.made",
         by=[d.value for d in options.by],

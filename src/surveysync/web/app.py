@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 
 import structlog
@@ -73,11 +73,7 @@ class SurveySite:
         self.signer = link_signer(settings.email)
         self.pages = PageTemplates(settings.email.templates_dir)
         self.limiter = RateLimiter(web.rate_burst, web.rate_per_hour)
-        self.policy = AnswerPolicy(
-            settle=timedelta(minutes=web.settle_minutes),
-            scanner_window=timedelta(seconds=web.scanner_seconds),
-            early_window=timedelta(seconds=web.early_seconds),
-        )
+        self.policy = AnswerPolicy.of(web)
         self.max_body = web.max_body_kib * 1024
         self.client_secret = settings.email.link_secret.get_secret_value().encode("utf-8")
         self.stylesheet = (resources.files("surveysync.web") / "static" / "page.css").read_bytes()
