@@ -6,6 +6,10 @@ and the unsubscribe link. A custom template that fails is reported (``problems``
 ``surveysync check`` prints) and the built-in one is used instead, so a typo in an override
 never stops a nightly run.
 
+Other customer emails (the reminders) are template families of their own (``TemplateFamily``:
+a folder such as ``reminder_review/<locale>/``, sample data, the links a body must show),
+loaded and checked the same way by a ``TemplateSet`` of that family.
+
 Never reads customer data itself; never sends anything.
 """
 
@@ -70,18 +74,44 @@ def sample_context(
     }
 
 
-_SAMPLES = (
-    sample_context(),
-    sample_context(first_name=None),
-    sample_context(location_name=None),
+class MissingLinks(ValueError):
+    """A body that does not show every link its email must have."""
+
+
+def _require_survey_links(output: str, context: Mapping[str, Any]) -> None:
+    missing = [str(link.score) for link in context["score_links"] if link.url not in output]
+    if missing:
+        raise MissingLinks(f"the score links for {', '.join(missing)} are missing")
+    if context["unsubscribe_url"] not in output:
+        raise MissingLinks("the unsubscribe link is missing")
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateFamily:
+    """One kind of customer email's templates: the folder its locales live in (``""``: the
+    survey's own ``<locale>/``), the sample data each is checked with, and the check that a
+    rendered body shows every link it must (raising ``MissingLinks``)."""
+
+    folder: str
+    samples: tuple[Mapping[str, Any], ...]
+    require_links: Callable[[str, Mapping[str, Any]], None]
+
+
+SURVEY_TEMPLATES = TemplateFamily(
+    "",
+    (sample_context(), sample_context(first_name=None), sample_context(location_name=None)),
+    _require_survey_links,
 )
 
 
 class TemplateSet:
     """The template each locale renders with, every one checked before the first email."""
 
-    def __init__(self, custom_dir: Path | None = None) -> None:
+    def __init__(
+        self, custom_dir: Path | None = None, family: TemplateFamily = SURVEY_TEMPLATES
+    ) -> None:
         self.custom_dir = custom_dir
+        self.family = family
         self._builtin = _environment(PackageLoader("surveysync", "templates"))
         self._custom = (
             _environment(ChoiceLoader([FileSystemLoader(custom_dir), self._builtin.loader]))  # type: ignore[list-item]
@@ -90,21 +120,27 @@ class TemplateSet:
         )
         self.problems: list[TemplateProblem] = []
         self._chosen: dict[str, Template] = {}
-        self._builtin_locales = _locales(self._builtin)
+        self._builtin_locales = _locales(self._builtin, family.folder)
         self._load()
 
     @property
     def locales(self) -> frozenset[str]:
-        return frozenset(name.split("/")[0] for name in self._chosen if name.endswith(SUBJECT))
+        folder = self.family.folder
+        return frozenset(
+            name.removeprefix(folder).split("/")[0]
+            for name in self._chosen
+            if name.endswith(SUBJECT)
+        )
 
     def render(self, locale: str, name: str, context: Mapping[str, Any]) -> str:
-        template = self._chosen[f"{locale}/{name}"]
+        path = f"{self.family.folder}{locale}/{name}"
+        template = self._chosen[path]
         try:
             return template.render(context)
         except Exception as exc:  # a custom template failing on one customer's data
             if template.environment is self._builtin:
                 raise
-            return self._fall_back(f"{locale}/{name}", exc).render(context)
+            return self._fall_back(path, exc).render(context)
 
     def _fall_back(self, path: str, exc: Exception) -> Template:
         log.error("render.template_failed", template=path, error=_describe(exc))
@@ -113,49 +149,40 @@ class TemplateSet:
         return builtin
 
     def _load(self) -> None:
-        custom_locales = _locales(self._custom) if self._custom else frozenset()
+        folder = self.family.folder
+        custom_locales = _locales(self._custom, folder) if self._custom else frozenset()
         for locale in sorted(self._builtin_locales | custom_locales):
-            paths = [f"{locale}/{name}" for name in TEMPLATE_NAMES]
-            chosen = {path: self._choose(path) for path in paths}
+            paths = [f"{folder}{locale}/{name}" for name in TEMPLATE_NAMES]
+            chosen = {path: self._choose(locale, path) for path in paths}
             if all(chosen.values()):
                 self._chosen.update({p: t for p, t in chosen.items() if t is not None})
         for problem in self.problems:
             log.error("render.template_broken", template=problem.template, error=str(problem))
 
-    def _choose(self, path: str) -> Template | None:
+    def _choose(self, locale: str, path: str) -> Template | None:
         if self._custom is not None:
             template = self._checked(self._custom, path)
             if template is not None:
                 return template
-        if path.split("/")[0] in self._builtin_locales:
+        if locale in self._builtin_locales:
             return self._checked(self._builtin, path)
         return None
 
     def _checked(self, env: Environment, path: str) -> Template | None:
         try:
             template = env.get_template(path)
-            for context in _SAMPLES:
-                _require_links(path, template.render(context), context)
+            for context in self.family.samples:
+                self._require(path, template.render(context), context)
         except Exception as exc:
             self.problems.append(TemplateProblem(path, _where(exc, path), _describe(exc)))
             return None
         return template
 
-
-class MissingLinks(ValueError):
-    """A body that does not show every score link and the unsubscribe link."""
-
-
-def _require_links(path: str, output: str, context: Mapping[str, Any]) -> None:
-    if path.endswith(SUBJECT):
-        if not output.strip():
+    def _require(self, path: str, output: str, context: Mapping[str, Any]) -> None:
+        if not path.endswith(SUBJECT):
+            self.family.require_links(output, context)
+        elif not output.strip():
             raise MissingLinks("the subject is empty")
-        return
-    missing = [str(link.score) for link in context["score_links"] if link.url not in output]
-    if missing:
-        raise MissingLinks(f"the score links for {', '.join(missing)} are missing")
-    if context["unsubscribe_url"] not in output:
-        raise MissingLinks("the unsubscribe link is missing")
 
 
 def _environment(loader: BaseLoader) -> Environment:
@@ -170,11 +197,17 @@ def _environment(loader: BaseLoader) -> Environment:
     return env
 
 
-def _locales(env: Environment | None) -> frozenset[str]:
+def _locales(env: Environment | None, folder: str = "") -> frozenset[str]:
+    """The locales with a template of this family: ``<folder><locale>/<name>``."""
     if env is None:
         return frozenset()
-    accept: Callable[[str], bool] = lambda n: n.count("/") == 1 and n.endswith(TEMPLATE_NAMES)  # noqa: E731
-    return frozenset(name.split("/")[0] for name in env.list_templates(filter_func=accept))
+
+    def accept(name: str) -> bool:
+        rest = name.removeprefix(folder)
+        return name.startswith(folder) and rest.count("/") == 1 and rest.endswith(TEMPLATE_NAMES)
+
+    names = env.list_templates(filter_func=accept)
+    return frozenset(name.removeprefix(folder).split("/")[0] for name in names)
 
 
 def _where(exc: BaseException, path: str) -> str:
