@@ -29,7 +29,7 @@ from surveysync.providers import (
     create,
 )
 from surveysync.providers.base import Suppressed
-from surveysync.reminders import cancel_impossible
+from surveysync.reminders import ReminderComposer, cancel_impossible
 from surveysync.sync import RunReport, SyncRequest, run_sync
 from tests.conftest import Store
 from tests.http_fake import FakeProvider, Recorded, Reply
@@ -399,6 +399,8 @@ def test_a_crash_between_claim_and_settle_never_sends_a_reminder_twice(
         run_night(store, night(7), provider=crash(provider))
     assert {s for _, s, _ in reminder_rows(store).values()} == {"sending"}
     first = {c: seen(m) for c, m in reminder_emails(store)}
+    reviewed.clock.now = night(7, hours=2)
+    answer(reviewed, "C1", 10)  # a changed answer changes nothing in the repeated email
 
     report = run_night(store, night(8), provider=provider)
     run_night(store, night(9), provider=provider)
@@ -529,6 +531,15 @@ def test_a_broken_reminder_template_fails_check_but_not_the_night(
     [message] = [m for c, m in reminder_emails(store) if c == "C1"]
     assert message["Subject"] == "A word from Test Cycles"
     assert "Write a review" in html_of(message)
+
+
+def test_every_built_in_locale_has_both_reminders(store: Store) -> None:
+    """The five built-in languages each have a review reminder and a survey reminder, every
+    one rendering with its links."""
+    composer = ReminderComposer(store.settings().store, store.settings().email)
+    assert composer.problems == []
+    for templates in composer.templates.values():
+        assert templates.locales == {"en", "nl", "es", "ko", "sl"}
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,6 @@ class DueReminder:
     locale: str | None  # the survey's
     first_name: str | None
     location_name: str | None
-    score: int | None  # the survey's answer, if any
     person_key: str  # for the log's person tag
     facts: ReminderFacts
 
@@ -312,7 +311,6 @@ def _due(row: Any, review_clicked: bool, suppressed: bool) -> DueReminder:
         locale=row.locale,
         first_name=row.first_name,
         location_name=row.location_name,
-        score=row.score,
         person_key=row.person_key,
         facts=facts,
     )

@@ -12,9 +12,11 @@ each is checked with sample data when the composer is built, and a broken one is
 
 Every link is signed for the survey request the reminder follows up, so an answer given from
 a reminder lands on the original survey, and the review link and the unsubscribe link work
-as they do from the survey page. Tokens and the Date header are made as of the provider
-call's time, so a call repeated after a crash is the same email byte for byte; its
-Message-ID is the reminder's own. Reminders are always rendered here, never from
+as they do from the survey page (the review link carries the request's unsubscribe token:
+/r/ takes any token of the request). Tokens and the Date header are made as of the provider
+call's time, and nothing in the email depends on what may change since (the answer), so a
+call repeated after a crash is the same email byte for byte; its Message-ID is the
+reminder's own. Reminders are always rendered here, never from
 ``email.provider_templates`` (those render the survey).
 
 Never sends, never touches the ledger.
@@ -144,15 +146,15 @@ class ReminderComposer:
             "location_name": clean_text(reminder.location_name),
             "unsubscribe_url": f"{unsubscribe_base}/{unsubscribe_token}",
         }
-        signer, request_id = self._signer, reminder.request_id
         if reminder.kind is ReminderKind.REVIEW:
-            if reminder.score is None:
-                raise RenderError("a review reminder needs the survey's answer")
-            # Any valid token of the request opens /r/; the one of the customer's own score.
-            token = signer.score_token(request_id, reminder.score, as_of)
-            context["review_url"] = f"{self._email.review_base_url.rstrip('/')}/{token}"
+            # Any valid token of the request opens /r/. The unsubscribe token depends on
+            # nothing the customer may change since (a score would: a repeat after a crash
+            # must be the same email), and moved to /s/ it answers nothing.
+            review_base = self._email.review_base_url.rstrip("/")
+            context["review_url"] = f"{review_base}/{unsubscribe_token}"
         else:
             base = self._email.survey_base_url.rstrip("/")
+            signer, request_id = self._signer, reminder.request_id
             context["score_links"] = [
                 ScoreLink(n, f"{base}/{signer.score_token(request_id, n, as_of)}") for n in SCORES
             ]
