@@ -110,12 +110,12 @@ def test_explain_shows_what_became_of_each_survey(answered: Answered) -> None:
     reviewed = _survey_row(_explain(answered, "C5"))
     assert (reviewed["answer"], reviewed["score"]) == ("confirmed", "10")
     assert reviewed["review"] == "2026-03-11 00:21"
-    assert reviewed["reminder"] == "-"
+    assert reviewed["reminder"] == "review pending -"  # cancelled by the next night: clicked
 
 
 def test_explain_json_carries_the_whole_answer(answered: Answered) -> None:
     """--json gives the same facts for scripts: the whole comment, times with their offset,
-    counted or not, the uncounted visits, the review clicks, and no reminder yet."""
+    counted or not, the uncounted visits, the review clicks, and the reminder waiting."""
     [form] = [
         sale["survey"]
         for sale in json.loads(_explain(answered, "C2", "--json"))["sales"]
@@ -124,7 +124,8 @@ def test_explain_json_carries_the_whole_answer(answered: Answered) -> None:
     assert form["answer"]["status"] == "confirmed" and form["answer"]["counted"] is True
     assert form["answer"]["comment"] == COMMENT
     assert datetime.fromisoformat(form["answer"]["answered_at"]) == local(2026, 3, 11, 0, 2)
-    assert form["reminder"] is None  # until the reminders table exists
+    # The review reminder waits for its day (the reminders table; sent_at once it went).
+    assert form["reminder"] == {"kind": "review", "status": "pending", "sent_at": None}
 
     scanned = json.loads(_explain(answered, "C4", "--json"))["sales"][-1]["survey"]
     assert scanned["answer"]["status"] == "scanner" and scanned["answer"]["counted"] is False
@@ -160,8 +161,8 @@ def test_explain_on_a_terminal_shows_a_comment_as_text(answered: Answered) -> No
 def test_a_reminder_is_shown_when_the_reminders_table_gives_one(
     store: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The extension point for reminders (branch `reminders`): a survey whose activity has
-    a reminder shows its kind, status and time in the reminder column."""
+    """A survey whose activity has a reminder shows its kind, status and time in the
+    reminder column."""
     at = local(2026, 3, 17, 23)
     row = reports.Explanation(
         "T1",

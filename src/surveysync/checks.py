@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from surveysync import pos, providers
 from surveysync.config import Settings
 from surveysync.ledger import LedgerError, migrate, open_ledger
+from surveysync.reminders import ReminderComposer
 from surveysync.render import Renderer
 
 
@@ -53,7 +54,9 @@ def check_ledger(settings: Settings) -> list[Check]:
 
 def check_templates(settings: Settings) -> list[Check]:
     renderer = Renderer(settings.store, settings.email)
-    found = [Check("templates", False, str(p)) for p in renderer.templates.problems]
+    reminders = ReminderComposer(settings.store, settings.email)
+    problems = [*renderer.templates.problems, *reminders.problems]
+    found = [Check("templates", False, str(p)) for p in problems]
     default = settings.store.default_locale
     available = ", ".join(sorted(renderer.locales))
     if default not in renderer.locales:

@@ -400,9 +400,11 @@ class EmailSettings(Section):
     from_address: str = "feedback@demo-cycles.example"
     from_name: str = "Demo Cycles"
     reply_to: str | None = None
-    # Default <web.public_url>/s and /u when web.public_url is set.
+    # Default <web.public_url>/s, /u and /r when web.public_url is set.
     survey_base_url: PageUrl = "https://survey.example/s"
     unsubscribe_base_url: PageUrl = "https://survey.example/u"
+    # The review link of a review reminder: <review_base_url>/<token> (the page's /r/).
+    review_base_url: PageUrl = "https://survey.example/r"
     unsubscribe_mailto: str = "unsubscribe@demo-cycles.example"
     # Signs the score and unsubscribe links (at least 32 bytes); kept out of the TOML file
     # in production.
@@ -559,16 +561,33 @@ class ReviewInvite(StrEnum):
 
 
 class ReviewSettings(Section):
-    """The invitation to leave a public review, on the survey's thank-you page."""
+    """The invitation to leave a public review, on the survey's thank-you page, and the one
+    reminder of it ``reminder_days`` after the survey email."""
 
     url: ApiUrl | None = None
     invite: ReviewInvite = ReviewInvite.EVERYONE
+    # Days after the survey email (store days) for the review reminder; 0: no reminder.
+    reminder_days: Annotated[int, Field(ge=0, le=60)] = 7
 
     def invites(self, score: int | None) -> bool:
         """Whether the thank-you page after this score shows the invitation."""
         if self.url is None or score is None or self.invite is ReviewInvite.OFF:
             return False
         return self.invite is ReviewInvite.EVERYONE or score >= 9
+
+    @property
+    def reminds(self) -> bool:
+        """Whether review reminders are on: a review address, invitations and a delay."""
+        invites = self.url is not None and self.invite is not ReviewInvite.OFF
+        return invites and self.reminder_days > 0
+
+
+class ReminderSettings(Section):
+    """The optional reminder of the survey itself, to people who did not answer it."""
+
+    # Days after the survey email (store days) for one reminder to someone who neither
+    # answered nor unsubscribed; 0 (the default): no such reminder.
+    no_answer_days: Annotated[int, Field(ge=0, le=60)] = 0
 
 
 class LogLevel(StrEnum):
@@ -641,6 +660,7 @@ class Settings(BaseSettings):
     report: ReportSettings = ReportSettings()
     web: WebSettings = WebSettings()
     review: ReviewSettings = ReviewSettings()
+    reminders: ReminderSettings = ReminderSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -666,7 +686,11 @@ class Settings(BaseSettings):
         chosen = self.email.model_fields_set
         defaults = {
             key: f"{public}/{path}"
-            for key, path in (("survey_base_url", "s"), ("unsubscribe_base_url", "u"))
+            for key, path in (
+                ("survey_base_url", "s"),
+                ("unsubscribe_base_url", "u"),
+                ("review_base_url", "r"),
+            )
             if key not in chosen
         }
         if defaults:

@@ -143,10 +143,8 @@ def print_report(out: Output, report: RunReport, settings: Settings) -> None:
     for outcome in ("rejected", "failed", "in_doubt"):
         if report.counts[outcome]:
             rows.append((outcome, report.counts[outcome], "see `surveysync status`"))
-    if report.counts["alerts_sent"]:
-        rows.append(("alerts sent", report.counts["alerts_sent"], "to the store manager"))
-    if report.counts["alerts_waiting"]:
-        rows.append(("alerts waiting", report.counts["alerts_waiting"], "retried later"))
+    counts = report.counts
+    rows += [(label, counts[key], meaning) for key, label, meaning in _FOLLOW_UPS if counts[key]]
     if report.counts["pending"]:
         rows.append(("pending", report.counts["pending"], "refused for now; the next run retries"))
     rows += [
@@ -172,6 +170,19 @@ def print_report(out: Output, report: RunReport, settings: Settings) -> None:
     out.table(None, ["outcome", "count", "meaning"], rows)
     if report.error:
         out.line(f"error: {report.error}")
+
+
+# What the night's follow-ups did, in the run summary when it is not zero.
+_FOLLOW_UPS = (
+    ("alerts_sent", "alerts sent", "to the store manager"),
+    ("alerts_waiting", "alerts waiting", "retried later"),
+    ("reminders_sent", "reminders sent", "review reminders and reminders to non-answerers"),
+    ("reminders_cancelled", "reminders cancelled", "no longer wanted (answered, unsubscribed...)"),
+    ("reminders_waiting", "reminders waiting", "the provider could not take them; next night"),
+    ("reminders_rejected", "reminders rejected", "refused by the provider; see the log"),
+    ("reminders_failed", "reminders failed", "could not be composed; see the log"),
+    ("reminders_in_doubt", "reminders in doubt", "a crash interrupted them; never resent"),
+)
 
 
 def print_schedule(out: Output, schedule: dict[str, Any], settings: Settings) -> None:

@@ -57,7 +57,9 @@ class RequestStatus(StrEnum):
     ``pending -> sending -> sent | failed | rejected``; a request found in ``sending`` after
     a crash becomes ``in_doubt`` unless its provider honours idempotency keys. A provider
     that refuses a message for now (a 4xx that outlived its retries) answers ``pending``:
-    nothing left the building, and the next run sends it.
+    nothing left the building, and the next run sends it. ``cancelled`` ends a follow-up
+    email (a reminder) that was no longer wanted before it went out: never sent, never
+    a provider's answer.
     """
 
     PENDING = "pending"
@@ -66,13 +68,16 @@ class RequestStatus(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     IN_DOUBT = "in_doubt"
+    CANCELLED = "cancelled"
 
     @property
     def settled(self) -> bool:
         return self in SETTLED
 
 
-SETTLED = frozenset({RequestStatus.SENT, RequestStatus.FAILED, RequestStatus.REJECTED})
+SETTLED = frozenset(
+    {RequestStatus.SENT, RequestStatus.FAILED, RequestStatus.REJECTED, RequestStatus.CANCELLED}
+)
 UNSETTLED = (RequestStatus.PENDING, RequestStatus.SENDING, RequestStatus.IN_DOUBT)
 
 

@@ -22,9 +22,9 @@ from sqlalchemy import or_, select
 
 from surveysync.answer_rules import Answer, Outcome, VisitKind, settled
 from surveysync.ledger.db import chunks
-from surveysync.ledger.schema import clicks, responses
+from surveysync.ledger.schema import clicks, reminders, responses
 from surveysync.ledger.store import Ledger
-from surveysync.model import COUNTED, ResponseStatus
+from surveysync.model import COUNTED, RequestStatus, ResponseStatus
 
 # Score visits that never count: a scanner's pass, a program, a click at delivery.
 UNCOUNTED = (Outcome.SCANNER, Outcome.AUTOMATED, Outcome.EARLY)
@@ -53,9 +53,9 @@ class SurveyAnswer:
 
 @dataclass(frozen=True, slots=True)
 class Reminder:
-    """A reminder about a survey (the ``reminders`` table, being added on its own branch)."""
+    """A reminder about a survey (the ``reminders`` table)."""
 
-    kind: str  # "review" (after an answer) or "survey" (to a non-answerer)
+    kind: str  # "review" (after an answer) or "no_answer" (to a non-answerer)
     status: str  # as that table keeps it (pending, sent, ...)
     sent_at: datetime | None
 
@@ -89,11 +89,23 @@ def for_requests(
 
 
 def reminders_for(ledger: Ledger, request_ids: Sequence[str]) -> dict[str, Reminder]:
-    """EXTENSION POINT: each request's reminder, read from the ``reminders`` table once it
-    exists (branch ``reminders``, merged separately). Until then there is none to read and
-    this returns nothing; ``explain`` (terminal and ``--json``) already shows what it
-    returns. Replace the body with that table's read when the branches meet."""
-    return {}
+    """Each request's reminder (the ``reminders`` table): the one that went or may still go
+    out when a request has both kinds, else the cancelled one, with when it was sent."""
+    found: dict[str, Reminder] = {}
+    with ledger.reading() as conn:
+        for part in chunks(list(request_ids)):
+            query = select(
+                reminders.c.request_id,
+                reminders.c.kind,
+                reminders.c.status,
+                reminders.c.settled_at,
+            ).where(reminders.c.request_id.in_(part))
+            for request_id, kind, status, settled_at in conn.execute(query):
+                sent_at = settled_at if status == RequestStatus.SENT else None
+                held = found.get(request_id)
+                if held is None or held.status == RequestStatus.CANCELLED:
+                    found[request_id] = Reminder(kind, status, sent_at)
+    return found
 
 
 def _notable_visits(request_ids: Sequence[str]) -> Any:

@@ -4,7 +4,8 @@ in_doubt after a crash.
 ``sending`` is committed before a provider is called, with the call's batch key, so that
 after a crash we know what was in flight and in which call. Settling forgets the address
 (and the render data) of every request that is done, and gives back the cooldown of one
-that never reached the person.
+that never reached the person. A request settled sent that reminders may follow first hands
+its address to them (``ledger.reminders.keep_addresses``), in the same transaction.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from sqlalchemy import bindparam, case, select, update
 
 from surveysync.ledger.claims import release
 from surveysync.ledger.db import LedgerDb
+from surveysync.ledger.reminders import keep_addresses
 from surveysync.ledger.schema import requests
 from surveysync.model import RequestStatus
+from surveysync.reminder_rules import ReminderPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +120,21 @@ class Requests:
                 [{"rid": rid} for rid in request_ids],
             )
 
-    def settle(self, settlements: Sequence[Settlement], now: datetime) -> None:
-        """Record outcomes; forget the address of every settled request; free failed claims."""
+    def settle(
+        self,
+        settlements: Sequence[Settlement],
+        now: datetime,
+        reminders: ReminderPlan | None = None,
+    ) -> None:
+        """Record outcomes; forget the address of every settled request; free failed claims.
+        With ``reminders``, a request settled sent first gives its address to the reminders
+        the plan has for it, so that the address lives on only there."""
         if not settlements:
             return
         with self._db.transaction() as conn:
+            if reminders is not None:
+                sent = [s.request_id for s in settlements if s.status == RequestStatus.SENT]
+                keep_addresses(conn, sent, now, reminders)
             for status in {s.status for s in settlements}:
                 group = [s for s in settlements if s.status == status]
                 conn.execute(_settle_statement(status, now), [_settle_params(s) for s in group])

@@ -269,3 +269,29 @@ alerts = Table(
     UniqueConstraint("store", "kind", "day"),
     Index(None, "store", "status"),
 )
+
+reminders = Table(
+    "reminders",
+    metadata,
+    # One follow-up email to a customer about a sent survey: the review reminder, or the
+    # survey once more to someone who did not answer (surveysync.reminder_rules).
+    Column("id", String(32), primary_key=True),
+    Column("store", String(64), nullable=False),
+    Column("request_id", String(32), ForeignKey("requests.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # review | no_answer
+    Column("status", String(16), nullable=False),  # RequestStatus words, cancelled included
+    # The address, copied from the request as it settled sent: only while the reminder may
+    # still go out (pending or sending); cleared when it is settled or cancelled.
+    Column("email", Text),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("provider", String(32)),
+    Column("batch_key", String(64)),  # the provider call it went out in, as for requests
+    Column("batch_seq", Integer),
+    Column("sending_at", UtcDateTime),
+    Column("settled_at", UtcDateTime),
+    Column("provider_message_id", String(255)),
+    Column("error", Text),  # why it failed, or why it was cancelled (CancelReason)
+    UniqueConstraint("request_id", "kind"),
+    Index(None, "store", "status", "due_at"),
+)

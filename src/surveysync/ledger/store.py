@@ -12,6 +12,7 @@ move state one step on proof:
     ledger.install       the person-key secret and named cursors
     ledger.alerts        the store manager's detractor alerts and digests
     ledger.answers       visits to the survey page's links and the answers they amount to
+    ledger.reminders     review reminders and reminders to people who did not answer
     ledger.keys          how people are named without keeping their addresses
 
 Error tree::
@@ -34,6 +35,7 @@ from surveysync.ledger.db import LedgerDb
 from surveysync.ledger.decisions import Decisions
 from surveysync.ledger.install import InstallValues
 from surveysync.ledger.keys import PersonKeys
+from surveysync.ledger.reminders import Reminders
 from surveysync.ledger.requests import Requests
 from surveysync.ledger.runs import Runs
 from surveysync.ledger.suppressions import Suppressions
@@ -53,6 +55,7 @@ class Ledger:
         self.suppressions = Suppressions(db)
         self.alerts = Alerts(db, store)
         self.answers = Answers(db, store)
+        self.reminders = Reminders(db, store, self.keys)
 
     @classmethod
     def open(

@@ -6,6 +6,10 @@ and the unsubscribe link. A custom template that fails is reported (``problems``
 ``surveysync check`` prints) and the built-in one is used instead, so a typo in an override
 never stops a nightly run.
 
+Other customer emails (the reminders) are template families of their own (``TemplateFamily``:
+a folder such as ``reminder_review/<locale>/``, sample data, the links a body must show),
+loaded and checked the same way by a ``TemplateSet`` of that family.
+
 Never reads customer data itself; never sends anything.
 """
 
@@ -71,18 +75,44 @@ def sample_context(
     }
 
 
-_SAMPLES = (
-    sample_context(),
-    sample_context(first_name=None),
-    sample_context(location_name=None),
+class MissingLinks(ValueError):
+    """A body that does not show every link its email must have."""
+
+
+def _require_survey_links(output: str, context: Mapping[str, Any]) -> None:
+    missing = [str(link.score) for link in context["score_links"] if link.url not in output]
+    if missing:
+        raise MissingLinks(f"the score links for {', '.join(missing)} are missing")
+    if context["unsubscribe_url"] not in output:
+        raise MissingLinks("the unsubscribe link is missing")
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateFamily:
+    """One kind of customer email's templates: the folder its locales live in (``""``: the
+    survey's own ``<locale>/``), the sample data each is checked with, and the check that a
+    rendered body shows every link it must (raising ``MissingLinks``)."""
+
+    folder: str
+    samples: tuple[Mapping[str, Any], ...]
+    require_links: Callable[[str, Mapping[str, Any]], None]
+
+
+SURVEY_TEMPLATES = TemplateFamily(
+    "",
+    (sample_context(), sample_context(first_name=None), sample_context(location_name=None)),
+    _require_survey_links,
 )
 
 
 class TemplateSet:
     """The template each locale renders with, every one checked before the first email."""
 
-    def __init__(self, custom_dir: Path | None = None) -> None:
+    def __init__(
+        self, custom_dir: Path | None = None, family: TemplateFamily = SURVEY_TEMPLATES
+    ) -> None:
         self.custom_dir = custom_dir
+        self.family = family
         self._builtin = _environment(PackageLoader("surveysync", "templates"))
         self._custom = (
             _environment(ChoiceLoader([FileSystemLoader(custom_dir), self._builtin.loader]))  # type: ignore[list-item]
@@ -91,21 +121,27 @@ class TemplateSet:
         )
         self.problems: list[TemplateProblem] = []
         self._chosen: dict[str, Template] = {}
-        self._builtin_locales = _locales(self._builtin)
+        self._builtin_locales = _locales(self._builtin, family.folder)
         self._load()
 
     @property
     def locales(self) -> frozenset[str]:
-        return frozenset(name.split("/")[0] for name in self._chosen if name.endswith(SUBJECT))
+        folder = self.family.folder
+        return frozenset(
+            name.removeprefix(folder).split("/")[0]
+            for name in self._chosen
+            if name.endswith(SUBJECT)
+        )
 
     def render(self, locale: str, name: str, context: Mapping[str, Any]) -> str:
-        template = self._chosen[f"{locale}/{name}"]
+        path = f"{self.family.folder}{locale}/{name}"
+        template = self._chosen[path]
         try:
             return template.render(context)
         except Exception as exc:  # a custom template failing on one customer's data
             if template.environment is self._builtin:
                 raise
-            return self._fall_back(f"{locale}/{name}", exc).render(context)
+            return self._fall_back(path, exc).render(context)
 
     def _fall_back(self, path: str, exc: Exception) -> Template:
         log.error("render.template_failed", template=path, error=_describe(exc))
@@ -115,47 +151,55 @@ class TemplateSet:
 
     def _load(self) -> None:
         self._broken_layouts = self._check_layouts()
-        custom_locales = _locales(self._custom) if self._custom else frozenset()
+        folder = self.family.folder
+        custom_locales = _locales(self._custom, folder) if self._custom else frozenset()
         for locale in sorted(self._builtin_locales | custom_locales):
-            paths = [f"{locale}/{name}" for name in TEMPLATE_NAMES]
-            chosen = {path: self._choose(path) for path in paths}
+            paths = [f"{folder}{locale}/{name}" for name in TEMPLATE_NAMES]
+            chosen = {path: self._choose(locale, path) for path in paths}
             if all(chosen.values()):
                 self._chosen.update({p: t for p, t in chosen.items() if t is not None})
         for problem in self.problems:
             log.error("render.template_broken", template=problem.template, error=str(problem))
 
-    def _choose(self, path: str) -> Template | None:
+    def _choose(self, locale: str, path: str) -> Template | None:
         if self._custom is not None:
             template = self._checked(self._custom, path)
             if template is not None:
                 return template
-        if path.split("/")[0] in self._builtin_locales:
+        if locale in self._builtin_locales:
             return self._checked(self._builtin, path)
         return None
 
     def _check_layouts(self) -> set[str]:
-        """The operator's own layout.html / layout.txt, checked on their own first, so that a
-        broken one is named as the broken file (not as every body that extends it)."""
+        """The operator's own layouts (this family's, and the shared ``layout.*`` its bodies
+        may extend), checked on their own first, so that a broken one is named as the broken
+        file, not as every body that extends it."""
         broken: set[str] = set()
         if self._custom is None or self.custom_dir is None:
             return broken
-        for name in LAYOUT_NAMES:
+        for name in map(self._layout_of_family, LAYOUT_NAMES):
             if not (self.custom_dir / name).is_file():
                 continue
             try:
                 layout = self._custom.get_template(name)
-                for context in _SAMPLES:
-                    _require_links(name, layout.render(context), context)
+                for context in self.family.samples:
+                    self._require(name, layout.render(context), context)
             except Exception as exc:
                 self.problems.append(TemplateProblem(name, _where(exc, name), _describe(exc)))
                 broken.add(name)
         return broken
 
+    def _layout_of_family(self, name: str) -> str:
+        """This family's own layout when it has one (``reminder_review/layout.html``), else
+        the shared one its bodies extend."""
+        own = f"{self.family.folder}{name}"
+        return own if own in self._builtin.list_templates() else name
+
     def _checked(self, env: Environment, path: str) -> Template | None:
         try:
             template = env.get_template(path)
-            for context in _SAMPLES:
-                _require_links(path, template.render(context), context)
+            for context in self.family.samples:
+                self._require(path, template.render(context), context)
         except Exception as exc:
             if not self._blames_a_broken_layout(env, path):
                 self.problems.append(TemplateProblem(path, _where(exc, path), _describe(exc)))
@@ -166,24 +210,15 @@ class TemplateSet:
         """A body of ours fails only because it extends the operator's broken layout: that
         layout is already the reported problem."""
         own_body = self.custom_dir is not None and (self.custom_dir / path).is_file()
-        layout = "layout.html" if path.endswith(".html") else "layout.txt"
-        return env is self._custom and not own_body and layout in self._broken_layouts
+        kind = ".html" if path.endswith(".html") else ".txt"
+        broken = any(name.endswith(kind) for name in self._broken_layouts)
+        return env is self._custom and not own_body and broken
 
-
-class MissingLinks(ValueError):
-    """A body that does not show every score link and the unsubscribe link."""
-
-
-def _require_links(path: str, output: str, context: Mapping[str, Any]) -> None:
-    if path.endswith(SUBJECT):
-        if not output.strip():
+    def _require(self, path: str, output: str, context: Mapping[str, Any]) -> None:
+        if not path.endswith(SUBJECT):
+            self.family.require_links(output, context)
+        elif not output.strip():
             raise MissingLinks("the subject is empty")
-        return
-    missing = [str(link.score) for link in context["score_links"] if link.url not in output]
-    if missing:
-        raise MissingLinks(f"the score links for {', '.join(missing)} are missing")
-    if context["unsubscribe_url"] not in output:
-        raise MissingLinks("the unsubscribe link is missing")
 
 
 def _environment(loader: BaseLoader) -> Environment:
@@ -198,11 +233,17 @@ def _environment(loader: BaseLoader) -> Environment:
     return env
 
 
-def _locales(env: Environment | None) -> frozenset[str]:
+def _locales(env: Environment | None, folder: str = "") -> frozenset[str]:
+    """The locales with a template of this family: ``<folder><locale>/<name>``."""
     if env is None:
         return frozenset()
-    accept: Callable[[str], bool] = lambda n: n.count("/") == 1 and n.endswith(TEMPLATE_NAMES)  # noqa: E731
-    return frozenset(name.split("/")[0] for name in env.list_templates(filter_func=accept))
+
+    def accept(name: str) -> bool:
+        rest = name.removeprefix(folder)
+        return name.startswith(folder) and rest.count("/") == 1 and rest.endswith(TEMPLATE_NAMES)
+
+    names = env.list_templates(filter_func=accept)
+    return frozenset(name.removeprefix(folder).split("/")[0] for name in names)
 
 
 def _where(exc: BaseException, path: str) -> str:

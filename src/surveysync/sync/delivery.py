@@ -4,7 +4,9 @@ A claim (the person's cooldown and the pending request) is written before anythi
 ``sending`` is committed before the provider is called; the results are settled after it.
 A provider lost half-way through a call settles what it already answered and hands the rest
 back as pending. A request the provider gave no result for is held ``in_doubt``, never left
-``sending`` under a day marked covered.
+``sending`` under a day marked covered. A request settled as sent hands its address to the
+reminders the settings plan for it (``reminder_rules.reminder_plan``), in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from surveysync.ledger import (
 )
 from surveysync.model import RequestStatus, Sale
 from surveysync.providers import OutgoingEmail, ProviderUnavailable, SendResult
+from surveysync.reminder_rules import reminder_plan
 from surveysync.render import RenderError
 from surveysync.sync.context import RunContext
 from surveysync.sync.people import Eligible, People, person_tag
@@ -38,6 +41,8 @@ class Delivery:
         self._ctx = ctx
         self._people = people
         self._named: dict[str, tuple[str, str | None]] = {}  # request id -> (masked, person)
+        settings = ctx.settings
+        self._reminders = reminder_plan(settings.review, settings.reminders, ctx.tz)
 
     def claim_and_send(self, batch: Sequence[Eligible]) -> None:
         ctx = self._ctx
@@ -149,7 +154,7 @@ class Delivery:
             for r in results
             if r.status != RequestStatus.IN_DOUBT
         ]
-        ctx.ledger.requests.settle(settlements, ctx.clock())
+        ctx.ledger.requests.settle(settlements, ctx.clock(), reminders=self._reminders)
         ctx.ledger.requests.mark_in_doubt(in_doubt)
         ctx.progress("sent", sum(r.status == RequestStatus.SENT for r in results))
         for result in results:
