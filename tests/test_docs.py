@@ -4,6 +4,8 @@ library's public names (sqlite-utils' ``test_docs.py`` habit)."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -52,3 +54,17 @@ def test_the_public_names_are_the_ones_the_readme_lists_and_each_resolves() -> N
     assert listed == set(surveysync.__all__)
     for name in surveysync.__all__:
         assert getattr(surveysync, name) is not None
+
+
+def test_the_command_line_starts_without_the_database_or_network_layers() -> None:
+    """`import surveysync.cli` (what `surveysync --help` costs) loads no SQLAlchemy, Alembic,
+    httpx or Jinja: each command imports the stages it needs when it runs."""
+    code = (
+        "import sys, surveysync.cli\n"
+        "heavy = ('sqlalchemy', 'alembic', 'httpx', 'jinja2')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert found == "[]"

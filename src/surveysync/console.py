@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from rich import box
@@ -29,14 +29,17 @@ from rich.table import Table
 from rich.text import Text
 
 from surveysync import logging as log_setup
-from surveysync.checks import Check
-from surveysync.config import Settings
-from surveysync.ledger import reports
-from surveysync.ledger.activity import SurveyAnswer
 from surveysync.model import ResponseStatus
-from surveysync.render import SurveyEmail
 from surveysync.rules import REASON_TEXT, SkipReason
-from surveysync.sync import ProgressHook, RunReport
+
+if TYPE_CHECKING:  # the stages' records, named in annotations only: importing the console
+    # must stay cheap, so that `surveysync --help` does not load the database layer.
+    from surveysync.checks import Check
+    from surveysync.config import Settings
+    from surveysync.ledger import reports
+    from surveysync.ledger.activity import SurveyAnswer
+    from surveysync.render import SurveyEmail
+    from surveysync.sync import ProgressHook, RunReport
 
 _LEVEL_STYLES = {"debug": "dim", "warning": "yellow", "error": "bold red", "critical": "bold red"}
 
@@ -407,3 +410,19 @@ def print_suppressions(out: Output, rows: Sequence[dict[str, Any]], tz: ZoneInfo
 
 def _since(row: dict[str, Any], tz: ZoneInfo) -> str:
     return local_time(row["created_at"], tz)
+
+
+def print_daemon_start(out: Output, settings: Settings, upcoming: datetime) -> None:
+    tz = settings.store.tz
+    out.line(
+        f"surveysync {settings.store.id}: nightly at {settings.schedule.at:%H:%M} "
+        f"{settings.store.timezone}; next {local_time(upcoming, tz)}"
+    )
+
+
+def print_demo(out: Output, played: Any, lines: Sequence[str]) -> None:
+    """The demo's nights (as a run's summary), then what to look at next."""
+    out.line(lines[0])
+    print_report(out, played.report, played.settings)
+    for line in lines[1:]:
+        out.line(line)

@@ -586,3 +586,21 @@ def answer_lines(result: DemoResult) -> list[str]:
 
 def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f} %" if whole else "-"
+
+
+def summary_lines(played: DemoResult, directory: Path, outbox: Path, sales: int) -> list[str]:
+    """What ``surveysync demo`` prints around the nights' summary: the store first, then
+    where the emails are, what to ask next, the survey page and the answers' NPS."""
+    config = played.config_path
+    lines = [
+        f"demo store: {sales} sales over {DEMO_DAYS} days in {directory}/pos.sqlite",
+        "",
+        f"The survey emails are in {outbox}/ (one .eml file each; open one in a mail client).",
+        "Ask why someone was or was not asked, for example:",
+        f"  surveysync --config {config} explain --customer {played.example_customer}",
+        f"  surveysync --config {config} status",
+        f"  surveysync --config {config} sync    # a second run sends nothing new",
+        f"  surveysync --config {config} report --html nps.html",
+        "",
+    ]
+    return [*lines, *page_hint(config, outbox), "", *answer_lines(played)]

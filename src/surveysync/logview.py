@@ -16,7 +16,7 @@ and counted, never fatal. Reads only; never writes or deletes a log file.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from fnmatch import fnmatchcase
@@ -41,6 +41,19 @@ class LogFilter:
     event: str | None = None  # a name, or a pattern such as "request.*"
     customer_id: str | None = None
     person: str | None = None  # the keyed-hash tag of an address (``logs --email``)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], tz: tzinfo) -> LogFilter:
+        """The filter ``surveysync logs`` was asked for: ``since`` is store time."""
+        since = options.get("since")
+        return cls(
+            run_id=options.get("run_id"),
+            since=since.replace(tzinfo=tz) if since else None,
+            level=options.get("level"),
+            event=options.get("event_name"),
+            customer_id=options.get("customer_id"),
+            person=options.get("person"),
+        )
 
     def matches(self, event: Event) -> bool:
         return all(check(event) for check in self._checks())
@@ -81,6 +94,10 @@ class LogReader:
         """Every event of every file, from the start."""
         for path in self.files():
             yield from self._read(path, 0)
+
+    def select(self, log_filter: LogFilter) -> Iterator[Event]:
+        """The events that match, oldest first."""
+        return (e for e in self.events() if log_filter.matches(e))
 
     def new_events(self) -> Iterator[Event]:
         """What was appended since the last call (``--follow``)."""

@@ -326,7 +326,7 @@ def _survey_dict(survey: activity.SurveyActivity) -> dict[str, Any]:
 def explain(
     ledger: Ledger,
     *,
-    email: str | None = None,
+    email_key: str | None = None,
     customer_id: str | None = None,
     transaction_id: str | None = None,
     cooldown_months: int,
@@ -335,7 +335,7 @@ def explain(
 ) -> ExplainResult:
     """Every recorded decision for one person (by email or customer id) or one transaction,
     and for each survey request what became of it, as of ``now``."""
-    condition, subject, person_keys = _subject(ledger, email, customer_id, transaction_id)
+    condition, subject, person_keys = _subject(ledger, email_key, customer_id, transaction_id)
     with ledger.reading() as conn:
         found = (
             conn.execute(
@@ -379,11 +379,10 @@ def explain(
 
 
 def _subject(
-    ledger: Ledger, email: str | None, customer_id: str | None, transaction_id: str | None
+    ledger: Ledger, email_key: str | None, customer_id: str | None, transaction_id: str | None
 ) -> tuple[Any, str, set[str]]:
-    if email is not None:
-        key = ledger.keys.email(email)
-        return decisions.c.person_key == key, "that email address", {key}
+    if email_key is not None:  # the keyed hash of the address: the ledger keeps no other
+        return decisions.c.person_key == email_key, "that email address", {email_key}
     if customer_id is not None:
         return (
             decisions.c.customer_id == customer_id,

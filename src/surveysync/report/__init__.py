@@ -60,6 +60,28 @@ class ReportOptions:
     html: Path | None = None
     now: datetime | None = None  # default: the clock (tests pass one in)
 
+    @classmethod
+    def parse(
+        cls,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        by: str,
+        min_responses: int | None,
+        as_json: bool,
+        html_path: Path | None,
+    ) -> ReportOptions:
+        """The options as the command line gives them (dates as datetimes, ``by`` as text);
+        ReportUsageError for a ``--by`` it does not know."""
+        return cls(
+            since=since.date() if since else None,
+            until=until.date() if until else None,
+            by=parse_by(by),
+            min_responses=min_responses,
+            as_json=as_json,
+            html=html_path,
+        )
+
 
 def run_report(settings: Settings, options: ReportOptions, out: Output | None = None) -> Report:
     """Make the report and print it (table, tab-separated or JSON) or write it (``html``).
