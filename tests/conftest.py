@@ -27,6 +27,7 @@ from surveysync.cli import main
 from surveysync.config import Settings, load_settings
 from surveysync.demo import PosWriter, new_pos
 from surveysync.sync import RunReport, SyncRequest, run_sync
+from tests import smtp_server
 
 TZ = ZoneInfo("Europe/Amsterdam")
 
@@ -211,3 +212,9 @@ def retries_without_waiting() -> Iterator[None]:
     every other test keeps stamina's real waits."""
     with stamina.set_testing(True, attempts=100, cap=True):
         yield
+
+
+@pytest.fixture
+def start_server() -> Iterator[smtp_server.StartServer]:
+    """Start real SMTP servers for a test; every one is stopped, and its port let go, after."""
+    yield from smtp_server.servers_for_a_test()

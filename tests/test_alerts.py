@@ -5,7 +5,7 @@ once each, whatever the provider does in between and whoever crashes."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -30,8 +30,8 @@ from surveysync.providers import (
 from surveysync.sync import SyncRequest, run_sync
 from tests.answer_kit import AnswerBook
 from tests.conftest import Store, local
-from tests.provider_kit import Crash, CrashAfterSend, closed_port
-from tests.smtp_server import Handler, SmtpServer
+from tests.provider_kit import Crash, CrashAfterSend
+from tests.smtp_server import Handler, StartServer
 
 pytestmark = pytest.mark.usefixtures("retries_without_waiting")
 
@@ -39,23 +39,6 @@ MANAGER = "manager@demo-cycles.example"
 NOW = local(2026, 3, 14, 15)
 ANSWERED = NOW - timedelta(hours=1)  # about a sale on 12 March
 COMMENT = "De remmen piepen nog steeds na de reparatie.\nNiemand belde terug."
-
-StartServer = Callable[..., SmtpServer]
-
-
-@pytest.fixture
-def start_server() -> Iterator[StartServer]:
-    """Start SMTP servers for a test; every one is stopped afterwards."""
-    servers: list[SmtpServer] = []
-
-    def start(*args: Any, **kwargs: Any) -> SmtpServer:
-        servers.append(SmtpServer(*args, **kwargs).start())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
-
 
 def configure(
     store: Store,
@@ -178,7 +161,7 @@ def test_the_provider_down_then_back_delivers_the_alert_once(
 ) -> None:
     """With no mail server listening the alert waits, counted and logged; it is not tried
     again before its pause; once the server is back it arrives, once."""
-    port = closed_port()
+    port = start_server.reserve()
     settings = configure(store, smtp_port=port)
     answer_three(settings)
 
@@ -333,9 +316,11 @@ def test_with_no_address_alerts_are_off(store: Store) -> None:
     assert alert_rows(store) == [] and store.messages() == []
 
 
-def test_an_answer_changed_to_a_promoters_before_it_went_out_sends_nothing(store: Store) -> None:
+def test_an_answer_changed_to_a_promoters_before_it_went_out_sends_nothing(
+    store: Store, start_server: StartServer
+) -> None:
     """A queued alert whose answer became a 9 while the provider was away is dropped."""
-    port = closed_port()
+    port = start_server.reserve()
     settings = configure(store, smtp_port=port)
     request_id = answer_three(settings)
     assert deliver(settings, NOW).waiting == 1

@@ -1,10 +1,10 @@
 """The Brevo provider against a local server that answers as Brevo documents: message
 versions in one JSON call, an idempotency key in the body that lives 30 minutes and is
-refused when repeated, blocked contacts by date range and offset, and the account check."""
+refused when repeated, blocked contacts by date range and offset, and the account check
+(faults at random, crashes, keys and check's plain answers: the contract suite)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -16,28 +16,22 @@ from structlog.testing import capture_logs
 from surveysync.config import HttpSettings
 from surveysync.providers import BrevoProvider
 from surveysync.providers.brevo import KEY_LIFETIME_SECONDS, within_key_lifetime
+from surveysync.sync import RunReport, SyncRequest, run_sync
 from tests.conftest import Store, local
-from tests.http_fake import (
-    RESET_AFTER,
-    RESET_BEFORE,
-    FakeProvider,
-    Recorded,
-    Reply,
-    slow,
-    status,
-)
+from tests.http_fake import HOLD, RESET_AFTER, RESET_BEFORE, FakeProvider, Recorded, Reply, status
 from tests.provider_kit import (
-    FAULTS,
-    closed_port,
+    HttpService,
     crash_after_send,
     customers,
     request_ids,
+    run,
     statuses,
     use_provider,
 )
 
 API_KEY = "xkeysib-4f0c9b1e2d7a6c5b8e3f1a0d9c7b6e5a-Nv3rInAL0g"
 NIGHT = local(2026, 11, 20, 23)
+TODAY = date(2026, 11, 21)  # Brevo's UTC date in the cursor test: no midnight can move it
 BAD = "refuse.me@example.com"
 BREVO_REFUSAL = f"email {BAD} is not valid in messageVersions"
 KEY_TTL = 30 * 60  # the guide's lifetime; the fake keeps keys this long
@@ -85,12 +79,21 @@ def body_errors(body: Any) -> list[str]:
     return problems
 
 
-class Brevo:
+class Brevo(HttpService):
     """Brevo's transactional email, blocked contacts and account endpoints."""
 
+    kind = "brevo"
+    secrets = (API_KEY,)
+    bad_address = BAD
+    ready_words = "brevo answered for the account of Demo Cycles"
+    retries_lost_answers = True  # the call's own idempotencyKey; not across a crash
+    send_call = ("POST", "/v3/smtp/email")
+    list_call = ("GET", "/v3/smtp/blockedContacts")
+
     def __init__(self, fake: FakeProvider, page_size: int = 2) -> None:
-        self.fake = fake
+        self.http = fake
         self.page_size = page_size  # fewer than asked for is allowed
+        self.today = datetime.now(UTC).date()  # Brevo refuses dates after its today
         self.now = 0.0  # the key clock, in seconds; tests move it
         self.keys: dict[str, float] = {}
         self.calls: list[dict[str, Any]] = []  # bodies taken (201)
@@ -131,7 +134,7 @@ class Brevo:
         if key is not None:
             self.keys[key] = self.now
         self.calls.append(body)
-        self.fake.deliver(*(v["headers"]["X-Mailin-custom"] for v in body["messageVersions"]))
+        self.http.deliver(*(v["headers"]["X-Mailin-custom"] for v in body["messageVersions"]))
         ids = [f"<{uuid.uuid4().hex}@smtp-relay.mailin.fr>" for _ in body["messageVersions"]]
         return Reply(201, {"messageIds": ids})
 
@@ -145,8 +148,7 @@ class Brevo:
             return error(400, "invalid_parameter", "limit must be at most 100")
         if ("startDate" in query) != ("endDate" in query):
             return error(400, "invalid_parameter", "startDate and endDate go together")
-        today = datetime.now(UTC).date().isoformat()
-        if max(query.get("startDate", ""), query.get("endDate", "")) > today:
+        if max(query.get("startDate", ""), query.get("endDate", "")) > self.today.isoformat():
             return error(400, "invalid_parameter", "dates cannot be in the future")
         chosen = [
             c
@@ -161,6 +163,17 @@ class Brevo:
         if (refused := self.refused_key(request)) is not None:
             return refused
         return Reply(200, {"email": "owner@demo-cycles.example", "companyName": "Demo Cycles"})
+
+    def configure(
+        self, store: Store, *, secret: str | None = None, reachable: bool = True, attempts: int = 8
+    ) -> None:
+        use_brevo(store, self.http, retry_attempts=str(attempts))
+        settings = store.extra["provider.brevo"]
+        settings["base_url"] = f'"{self.base_url(reachable)}"'
+        settings["api_key"] = f'"{secret or API_KEY}"'
+
+    def suppress(self, address: str) -> None:
+        self.block(address, date(2026, 3, 1))
 
     def block(self, address: str, day: date, code: str = "unsubscribedViaEmail") -> None:
         self.blocked.append(
@@ -195,8 +208,16 @@ def sends(fake: FakeProvider) -> list[Recorded]:
     return [r for r in fake.requests if r.path == "/v3/smtp/email"]
 
 
-def utc_today() -> date:
-    return datetime.now(UTC).date()
+def run_on(store: Store, today: date, now: datetime) -> RunReport:
+    """A run whose Brevo adapter takes ``today`` as the UTC date (its suppression cursor)."""
+    settings = store.settings()
+    provider = BrevoProvider(
+        settings.provider.brevo, settings.provider.http, batch_size=4, today=lambda: today
+    )
+    try:
+        return run_sync(settings, SyncRequest(now=now), provider=provider)
+    finally:
+        provider.close()
 
 
 # --- sending ---------------------------------------------------------------------------------
@@ -236,16 +257,16 @@ def test_faults_are_retried_under_the_same_key_and_every_survey_goes_out_once(
     store: Store, fake: FakeProvider, brevo: Brevo
 ) -> None:
     """429 (Retry-After honoured), 500, 502, 503, a reset before Brevo read the call, one
-    after it sent it, and a read timeout: the call is repeated under its key, Brevo refuses
-    the repeats of what it took, and each survey arrives once and is settled as sent."""
+    after it sent it, and an answer held until the client gave up: the call is repeated
+    under its key, Brevo refuses the repeats of what it took, and each survey arrives once
+    and is settled as sent."""
     use_brevo(store, fake)
-    fake.plan = [None]  # the blocked contacts, read before sending
-    fake.plan += [status(429, Retry_After="7"), status(500), status(502), status(503)]
-    fake.plan += [RESET_BEFORE, RESET_AFTER, None]  # None: the repeat, refused as taken
-    fake.plan += [slow(0.6)]  # the second call
+    fake.fail(*brevo.send_call, status(429, Retry_After="7"), status(500), status(502))
+    fake.fail(*brevo.send_call, status(503), RESET_BEFORE, RESET_AFTER)
+    fake.fail(*brevo.send_call, None, HOLD)  # the repeat (refused as taken); the second call
     customers(store, 8)
     with capture_logs() as logs:
-        report = store.run(NIGHT)
+        report = run(store, fake, NIGHT)
 
     assert report.counts["sent"] == 8 and statuses(store) == ["sent"] * 8
     assert set(fake.delivered.values()) == {1} and len(fake.delivered) == 8
@@ -253,22 +274,6 @@ def test_faults_are_retried_under_the_same_key_and_every_survey_goes_out_once(
     assert len(keys) == 7 + 2 and len(set(keys)) == 2  # 7 attempts of one call, 2 of the other
     assert next(e["wait_s"] for e in logs if e["event"] == "http.retry") == 7.0
     assert sum(e["event"] == "brevo.repeat_refused" for e in logs) == 2
-
-
-def test_no_survey_is_sent_twice_under_a_30_percent_fault_rate(
-    store: Store, fake: FakeProvider, brevo: Brevo
-) -> None:
-    """429s, 5xx, resets before and after handling and read timeouts on 30 % of calls:
-    every survey arrives exactly once and is settled as sent."""
-    use_brevo(store, fake, retry_attempts="20")
-    fake.fault_rate = 0.3
-    fake.random_faults = list(FAULTS)
-    customers(store, 40)
-    report = store.run(NIGHT)
-
-    assert report.counts["sent"] == 40 and statuses(store) == ["sent"] * 40
-    assert set(fake.delivered.values()) == {1} and len(fake.delivered) == 40
-    assert fake.faults_injected["reset_after"] + fake.faults_injected["slow"] >= 1
 
 
 def test_retries_of_a_call_end_before_its_key_expires() -> None:
@@ -281,25 +286,6 @@ def test_retries_of_a_call_end_before_its_key_expires() -> None:
         cut.retry_seconds + cut.timeout_seconds + cut.connect_timeout_seconds < KEY_LIFETIME_SECONDS
     )
     assert within_key_lifetime(HttpSettings(retry_seconds=60)).retry_seconds == 60
-
-
-def test_after_a_crash_between_send_and_settle_the_call_in_flight_is_in_doubt(
-    store: Store, fake: FakeProvider, brevo: Brevo
-) -> None:
-    """With sync.in_doubt = "skip" (the default) a call a crash left in flight is not
-    repeated: its surveys are in doubt and listed by `status`; nobody gets two."""
-    use_brevo(store, fake)
-    customers(store, 3)
-    crash_after_send(store, NIGHT, BrevoProvider)
-    assert statuses(store) == ["sending"] * 3
-
-    store.run(NIGHT + timedelta(minutes=5))
-
-    assert statuses(store) == ["in_doubt"] * 3
-    assert set(fake.delivered.values()) == {1} and len(fake.delivered) == 3
-    shown = json.loads(store.cli("status", "--json").output)["unsettled"]
-    assert sorted(u["request_id"] for u in shown) == request_ids(store, status=None)
-    assert {u["status"] for u in shown} == {"in_doubt"}
 
 
 def test_with_the_resend_policy_brevo_refuses_a_repeat_inside_the_keys_lifetime(
@@ -414,8 +400,8 @@ def test_a_provider_lost_while_a_refused_batch_goes_out_one_by_one_keeps_what_we
     customers(store, 3)
     store.customer("BAD", BAD)
     store.pos.sale("BAD", datetime(2026, 11, 20, 12, 0))
-    # the blocked contacts, the batch (refused), the first alone (taken), then 503s
-    fake.plan = [None, None, None, status(503), status(503)]
+    # the batch (refused), the first alone (taken), then 503s
+    fake.fail(*brevo.send_call, None, None, status(503), status(503))
     failed = store.cli("sync")
 
     assert failed.exit_code != 0 and "HTTP 503" in failed.output
@@ -436,26 +422,27 @@ def test_a_contact_blocked_at_brevo_is_skipped_and_the_next_sync_asks_only_what_
     """The first sync pulls every blocked contact (two pages here) and the unsubscribed
     person's sale is skipped; the next sync asks from the day of the last one onwards."""
     use_brevo(store, fake)
+    brevo.today = TODAY
     brevo.block("a.earlier@example.com", date(2026, 1, 5), "hardBounce")
     brevo.block("c1@example.com", date(2026, 3, 1))
     brevo.block("z.other@example.com", date(2026, 6, 1), "contactFlaggedAsSpam")
     customers(store, 3)
-    report = store.run(NIGHT)
+    report = run_on(store, TODAY, NIGHT)
 
     assert report.counts["sent"] == 2 and report.skipped == {"unsubscribed": 1}
     first = [r.query for r in brevo.list_requests]
     assert [q["offset"] for q in first] == [["0"], ["2"]]
     assert all("startDate" not in q and q["sort"] == ["asc"] for q in first)
 
-    brevo.block("new@example.com", utc_today())
+    brevo.block("new@example.com", TODAY)
     brevo.list_requests.clear()
     store.customer("NEW")
     store.pos.sale("NEW", datetime(2026, 11, 21, 9, 0))
     with capture_logs() as logs:
-        later = store.run(NIGHT + timedelta(days=1))
+        later = run_on(store, TODAY, NIGHT + timedelta(days=1))
 
     [asked] = [r.query for r in brevo.list_requests]
-    assert asked["startDate"] == asked["endDate"] == [utc_today().isoformat()]
+    assert asked["startDate"] == asked["endDate"] == [TODAY.isoformat()]
     [synced] = [e for e in logs if e["event"] == "suppressions.synced"]
     assert (synced["fetched"], synced["added"]) == (1, 1)
     assert later.skipped.get("unsubscribed") == 1 and later.counts["sent"] == 0
@@ -464,54 +451,16 @@ def test_a_contact_blocked_at_brevo_is_skipped_and_the_next_sync_asks_only_what_
 # --- check -----------------------------------------------------------------------------------
 
 
-def test_check_names_a_good_key_a_bad_key_a_wrong_address_and_an_unreachable_host(
+def test_check_gives_brevos_words_for_a_refused_key_and_names_a_wrong_base_url(
     store: Store, fake: FakeProvider, brevo: Brevo
 ) -> None:
-    """`surveysync check` reads Brevo's account and says in plain words whether the key
-    works, is refused, the base URL is wrong, or the host cannot be reached."""
+    """`surveysync check` reads Brevo's account: a refused key comes with Brevo's own words,
+    and a base URL without the API is named (ready and unreachable: the contract suite)."""
     use_brevo(store, fake)
-    ok = store.cli("check")
-    assert "provider  ok      brevo: brevo answered for the account of Demo Cycles" in ok.output
-
     store.extra["provider.brevo"]["api_key"] = '"xkeysib-the-wrong-one"'
     refused = store.cli("check")
-    assert refused.exit_code == 1 and "refused the API key (HTTP 401" in refused.output
-    assert "Key not found" in refused.output
+    assert refused.exit_code == 1 and "Key not found" in refused.output
 
     store.extra["provider.brevo"] = {"api_key": f'"{API_KEY}"', "base_url": f'"{fake.url}/v2"'}
     wrong = store.cli("check")
     assert wrong.exit_code == 1 and "404" in wrong.output and "base_url" in wrong.output
-
-    store.extra["provider.brevo"]["base_url"] = f'"http://127.0.0.1:{closed_port()}"'
-    unreachable = store.cli("check")
-    assert unreachable.exit_code == 1 and "cannot reach 127.0.0.1" in unreachable.output
-
-
-# --- secrets ---------------------------------------------------------------------------------
-
-
-def test_the_api_key_is_never_in_logs_the_ledger_or_status(
-    store: Store, fake: FakeProvider, brevo: Brevo
-) -> None:
-    """Through faults, a rejection, refused repeats and a refused key, the API key is in no
-    log event, no ledger error and no `status` output."""
-    use_brevo(store, fake)
-    fake.plan = [None, status(500), RESET_AFTER, slow(0.6)]
-    brevo.block("c0@example.com", date(2026, 3, 1))
-    customers(store, 3)
-    store.customer("BAD", BAD)
-    store.pos.sale("BAD", datetime(2026, 11, 20, 12, 0))
-    with capture_logs() as logs:
-        store.run(NIGHT)
-        store.extra["provider.brevo"]["api_key"] = f'"{API_KEY}-revoked"'
-        store.customer("LATE")
-        store.pos.sale("LATE", datetime(2026, 11, 21, 9, 0))
-        failed = store.cli("sync")
-    assert failed.exit_code != 0
-
-    logged = json.dumps(logs, default=str)
-    errors = json.dumps(store.ledger_rows("SELECT error FROM requests"))
-    shown = store.cli("status").output + store.cli("status", "--json").output
-    for text in (logged, errors, shown, failed.output):
-        assert API_KEY not in text
-    assert "@example.com" not in logged.replace("***@example.com", "")

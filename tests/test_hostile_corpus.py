@@ -19,7 +19,7 @@ import stamina
 from surveysync.sync import RunReport
 from tests.conftest import Store, local
 from tests.hostile_corpus import Corpus, write_corpus
-from tests.smtp_server import SmtpServer
+from tests.smtp_server import StartServer
 
 NIGHT = local(2026, 11, 21, 23)
 STRICT = email.policy.strict
@@ -103,10 +103,12 @@ def test_the_corpus_through_a_night_into_the_outbox(
     assert sorted(sent_to) == sorted(corpus.addresses)
 
 
-def test_the_corpus_through_a_night_over_smtp(tmp_path: Path, quiet_logs: io.StringIO) -> None:
+def test_the_corpus_through_a_night_over_smtp(
+    tmp_path: Path, quiet_logs: io.StringIO, start_server: StartServer
+) -> None:
     """The same corpus through the real SMTP server: one envelope recipient per message,
     the accepted address, and every message parses back as meant."""
-    server = SmtpServer().start()
+    server = start_server()
     try:
         store, corpus = corpus_store(tmp_path / "smtp-store")
         store.extra["provider"] = {"kind": '"smtp"'}

@@ -1,6 +1,6 @@
 """The Mailgun provider against a local server that answers as Mailgun documents: multipart
 messages with basic auth, one id per call, alphabetical unsubscribes with paging links, and
-no idempotency keys, so a lost answer leaves a request in doubt and never sends it twice."""
+no idempotency keys (faults, crashes, keys and check: the contract suite)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.utils import parseaddr
-from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -23,24 +22,8 @@ from surveysync.config import HttpSettings, MailgunRegion, MailgunSettings
 from surveysync.providers import MailgunProvider
 from surveysync.providers.base import ProviderUnavailable
 from tests.conftest import Store, local
-from tests.http_fake import (
-    RESET_AFTER,
-    RESET_BEFORE,
-    FakeProvider,
-    Recorded,
-    Reply,
-    slow,
-    status,
-)
-from tests.provider_kit import (
-    FAULTS,
-    closed_port,
-    crash_after_send,
-    customers,
-    request_ids,
-    statuses,
-    use_provider,
-)
+from tests.http_fake import FakeProvider, Recorded, Reply
+from tests.provider_kit import HttpService, customers, request_ids, statuses, use_provider
 
 API_KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"
 DOMAIN = "mg.demo-cycles.example"
@@ -72,11 +55,21 @@ def multipart_fields(request: Recorded) -> dict[str, list[str]] | None:
     return fields
 
 
-class Mailgun:
+CREDENTIALS = base64.b64encode(f"api:{API_KEY}".encode()).decode()  # the key as sent
+
+
+class Mailgun(HttpService):
     """Mailgun's Messages, Domains and Unsubscribes endpoints for one sending domain."""
 
+    kind = "mailgun"
+    secrets = (API_KEY, CREDENTIALS)
+    bad_address = BAD
+    ready_words = f"domain {DOMAIN} is active"
+    send_call = ("POST", f"/v3/{DOMAIN}/messages")
+    list_call = ("GET", f"/v3/{DOMAIN}/unsubscribes")
+
     def __init__(self, fake: FakeProvider, page_size: int = 2) -> None:
-        self.fake = fake
+        self.http = fake
         self.page_size = page_size  # Mailgun may return fewer than the limit asked for
         self.messages: list[dict[str, list[str]]] = []
         self.unsubscribed: dict[str, str] = {}  # address -> created_at
@@ -90,10 +83,20 @@ class Mailgun:
             }
         )
 
+    def configure(
+        self, store: Store, *, secret: str | None = None, reachable: bool = True, attempts: int = 8
+    ) -> None:
+        use_mailgun(store, self.http, retry_attempts=str(attempts))
+        settings = store.extra["provider.mailgun"]
+        settings["base_url"] = f'"{self.base_url(reachable)}"'
+        settings["api_key"] = f'"{secret or API_KEY}"'
+
+    def suppress(self, address: str) -> None:
+        self.unsubscribed[address] = "Tue, 10 Nov 2026 08:30:00 UTC"
+
     @staticmethod
     def authorized(request: Recorded) -> bool:
-        expected = base64.b64encode(f"api:{API_KEY}".encode()).decode()
-        return request.headers.get("authorization") == f"Basic {expected}"
+        return request.headers.get("authorization") == f"Basic {CREDENTIALS}"
 
     def send(self, request: Recorded) -> Reply:
         if not self.authorized(request):
@@ -110,7 +113,7 @@ class Mailgun:
         if any(parseaddr(to)[1] == BAD for to in fields["to"]):
             return Reply(400, {"message": MAILGUN_REFUSAL})
         self.messages.append(fields)
-        self.fake.deliver(*fields["v:request_id"])
+        self.http.deliver(*fields["v:request_id"])
         return Reply(200, {"id": f"<{uuid.uuid4().hex}@{DOMAIN}>", "message": "Queued. Thank you."})
 
     def domain(self, request: Recorded) -> Reply:
@@ -167,12 +170,6 @@ def use_mailgun(store: Store, fake: FakeProvider, **http: str) -> None:
     use_provider(store, "mailgun", 50, settings, **http)
 
 
-def unsettled(store: Store) -> list[dict[str, Any]]:
-    shown = store.cli("status", "--json")
-    listed: list[dict[str, Any]] = json.loads(shown.output)["unsettled"]
-    return listed
-
-
 # --- sending ---------------------------------------------------------------------------------
 
 
@@ -205,99 +202,6 @@ def test_each_request_is_one_multipart_call_with_its_own_parts_and_headers(
         assert sent["h:Message-ID"] == [f"<{request_id}@demo-cycles.example>"]
     links = {m["h:List-Unsubscribe"][0] for m in mailgun.messages}
     assert len(links) == 3
-
-
-def test_429_and_5xx_are_retried_and_every_survey_goes_out_once(
-    store: Store, fake: FakeProvider, mailgun: Mailgun
-) -> None:
-    """Mailgun's 429 (its Retry-After is the wait used), 500, 502 and 503 come before any
-    work is done: they are retried and every survey goes out exactly once."""
-    use_mailgun(store, fake)
-    fake.plan = [None]  # the unsubscribe list, read before sending
-    fake.plan += [status(429, Retry_After="7"), status(500), status(502), status(503)]
-    customers(store, 2)
-    with capture_logs() as logs:
-        report = store.run(NIGHT)
-
-    assert report.counts["sent"] == 2
-    assert set(fake.delivered.values()) == {1} and len(fake.delivered) == 2
-    assert next(e["wait_s"] for e in logs if e["event"] == "http.retry") == 7.0
-    assert sum(r.path.endswith("/messages") for r in fake.requests) == 2 + 4
-
-
-def test_a_lost_answer_leaves_the_request_in_doubt_and_it_is_never_sent_again(
-    store: Store, fake: FakeProvider, mailgun: Mailgun
-) -> None:
-    """A reset after Mailgun queued the message, a read timeout, and a reset before Mailgun
-    read it (which looks the same from here): those three surveys are in doubt, listed by
-    `status`, and later runs do not send them again."""
-    use_mailgun(store, fake)
-    fake.plan = [None, RESET_AFTER, slow(0.6), RESET_BEFORE]  # None: the unsubscribe list
-    customers(store, 4)
-    report = store.run(NIGHT)
-
-    assert (report.counts["sent"], report.counts["in_doubt"]) == (1, 3)
-    assert statuses(store) == ["in_doubt", "in_doubt", "in_doubt", "sent"]
-    assert sorted(fake.delivered.values()) == [1, 1, 1]  # the reset before: never arrived
-    assert sorted(u["request_id"] for u in unsettled(store)) == request_ids(store, "in_doubt")
-
-    store.run(NIGHT + timedelta(hours=1))
-    assert sorted(fake.delivered.values()) == [1, 1, 1]
-    assert statuses(store) == ["in_doubt", "in_doubt", "in_doubt", "sent"]
-
-
-def test_no_survey_is_sent_twice_under_a_30_percent_fault_rate(
-    store: Store, fake: FakeProvider, mailgun: Mailgun
-) -> None:
-    """429s, 5xx, resets before and after handling and read timeouts on 30 % of calls: no
-    one gets two surveys; what Mailgun may have queued without saying so is in doubt."""
-    use_mailgun(store, fake)
-    fake.fault_rate = 0.3
-    fake.random_faults = list(FAULTS)
-    customers(store, 40)
-    report = store.run(NIGHT)
-    store.run(NIGHT + timedelta(hours=1))
-
-    assert set(fake.delivered.values()) == {1}
-    assert report.counts["sent"] + report.counts["in_doubt"] == 40
-    assert set(request_ids(store)) <= set(fake.delivered)  # every one counted sent arrived
-    assert set(fake.delivered) <= set(request_ids(store) + request_ids(store, "in_doubt"))
-    assert fake.faults_injected["reset_after"] + fake.faults_injected["slow"] >= 1
-    assert report.counts["in_doubt"] >= 1
-
-
-def test_after_a_crash_between_send_and_settle_the_call_in_flight_is_in_doubt(
-    store: Store, fake: FakeProvider, mailgun: Mailgun
-) -> None:
-    """Mailgun took the survey, then the power went: on restart (sync.in_doubt = "skip", the
-    default) it is in doubt and listed by `status`; the others go out; nobody gets two."""
-    use_mailgun(store, fake)
-    customers(store, 3)
-    crash_after_send(store, NIGHT, MailgunProvider)
-    assert statuses(store) == ["sending"]
-
-    store.run(NIGHT + timedelta(minutes=5))
-
-    assert statuses(store) == ["in_doubt", "sent", "sent"]
-    assert set(fake.delivered.values()) == {1} and len(fake.delivered) == 3
-    [listed] = unsettled(store)
-    assert listed["status"] == "in_doubt" and listed["email"].endswith("@example.com")
-
-
-def test_with_the_resend_policy_the_call_in_flight_goes_out_again(
-    store: Store, fake: FakeProvider, mailgun: Mailgun
-) -> None:
-    """sync.in_doubt = "resend" is the operator's choice of a possible duplicate over a
-    lost survey: Mailgun has no idempotency key, so the survey in flight is sent again."""
-    use_mailgun(store, fake)
-    store.extra["sync"] = {"in_doubt": '"resend"'}
-    customers(store, 3)
-    crash_after_send(store, NIGHT, MailgunProvider)
-
-    store.run(NIGHT + timedelta(minutes=5))
-
-    assert statuses(store) == ["sent", "sent", "sent"]
-    assert sorted(fake.delivered.values()) == [1, 1, 2]
 
 
 def test_a_refused_address_is_rejected_in_mailguns_words_and_the_rest_go_out(
@@ -396,29 +300,18 @@ def test_every_sync_reads_the_whole_list_and_keeps_only_what_is_new(
 # --- check -----------------------------------------------------------------------------------
 
 
-def test_check_names_a_good_key_a_bad_key_a_wrong_domain_and_an_unreachable_host(
+def test_check_names_a_domain_mailgun_does_not_know(
     store: Store, fake: FakeProvider, mailgun: Mailgun
 ) -> None:
-    """`surveysync check` asks Mailgun about the sending domain and says in plain words
-    whether the key works, is refused, the domain is unknown, or the host is unreachable."""
+    """`surveysync check` asks Mailgun about the sending domain: one it does not know is
+    named, with Mailgun's words and the setting to look at (ready, refused and unreachable:
+    the contract suite)."""
     use_mailgun(store, fake)
-    ok = store.cli("check")
-    assert f"provider  ok      mailgun: domain {DOMAIN} is active" in ok.output
-
-    store.extra["provider.mailgun"]["api_key"] = '"key-the-wrong-one"'
-    refused = store.cli("check")
-    assert refused.exit_code == 1 and "refused the API key (HTTP 401" in refused.output
-
-    store.extra["provider.mailgun"]["api_key"] = f'"{API_KEY}"'
     store.extra["provider.mailgun"]["domain"] = '"mg.elsewhere.example"'
     wrong = store.cli("check")
     assert wrong.exit_code == 1
     assert "mailgun has no domain 'mg.elsewhere.example'" in wrong.output
     assert "Domain not found" in wrong.output and "provider.mailgun.region" in wrong.output
-
-    store.extra["provider.mailgun"]["base_url"] = f'"http://127.0.0.1:{closed_port()}"'
-    unreachable = store.cli("check")
-    assert unreachable.exit_code == 1 and "cannot reach 127.0.0.1" in unreachable.output
 
 
 def test_a_domain_unknown_in_the_region_names_the_region() -> None:
@@ -438,32 +331,3 @@ def test_a_domain_unknown_in_the_region_names_the_region() -> None:
     assert "provider.mailgun.region" in str(raised.value)
 
 
-# --- secrets ---------------------------------------------------------------------------------
-
-
-def test_the_api_key_is_never_in_logs_the_ledger_or_status(
-    store: Store, fake: FakeProvider, mailgun: Mailgun
-) -> None:
-    """Through faults, a rejection, an in-doubt call and a refused key, the API key (plain or
-    as basic-auth credentials) is in no log event, no ledger error and no `status` output."""
-    use_mailgun(store, fake)
-    fake.plan = [status(500), RESET_BEFORE, RESET_AFTER]
-    mailgun.unsubscribed = {"c0@example.com": "Mon, 02 Nov 2026 10:00:00 UTC"}
-    customers(store, 3)
-    store.customer("BAD", BAD)
-    store.pos.sale("BAD", datetime(2026, 11, 20, 12, 0))
-    with capture_logs() as logs:
-        store.run(NIGHT)
-        store.extra["provider.mailgun"]["api_key"] = f'"{API_KEY}-revoked"'
-        store.customer("LATE")
-        store.pos.sale("LATE", datetime(2026, 11, 21, 9, 0))
-        failed = store.cli("sync")
-    assert failed.exit_code != 0
-
-    credentials = base64.b64encode(f"api:{API_KEY}".encode()).decode()
-    logged = json.dumps(logs, default=str)
-    errors = json.dumps(store.ledger_rows("SELECT error FROM requests"))
-    shown = store.cli("status").output + store.cli("status", "--json").output
-    for text in (logged, errors, shown, failed.output):
-        assert API_KEY not in text and credentials not in text
-    assert "@example.com" not in logged.replace("***@example.com", "")

@@ -1,6 +1,7 @@
 """The Postmark provider against a real HTTP server on 127.0.0.1 that answers as Postmark's API
-documents it: batches with a result per message, whose ErrorCode is always read, through
-faults, never twice, suppressions synced, templates sent by id or alias."""
+documents it: batches with a result per message, whose ErrorCode is always read,
+suppressions synced, templates sent by id or alias (faults, crashes, keys and check's plain
+answers: the contract suite, which drives ``Postmark``)."""
 
 from __future__ import annotations
 
@@ -9,32 +10,16 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from surveysync.providers import PostmarkProvider
 from surveysync.sync import SyncError
 from tests.conftest import Store, local
-from tests.http_fake import (
-    RESET_AFTER,
-    RESET_BEFORE,
-    FakeProvider,
-    Recorded,
-    Reply,
-    slow,
-    status,
-)
-from tests.provider_kit import (
-    FAULTS,
-    closed_port,
-    crash_after_send,
-    request_ids,
-    statuses,
-    use_provider,
-)
+from tests.http_fake import FakeProvider, Recorded, Reply, status
+from tests.provider_kit import HttpService, request_ids, statuses, use_provider
 from tests.provider_kit import customers as kit_customers
 
 TOKEN = "pm-server-token-never-in-a-log-5d2e"
@@ -48,10 +33,17 @@ INVALID = "jürgen@example.com"  # Postmark answers ErrorCode 300 for a UTF-8 lo
 pytestmark = pytest.mark.usefixtures("retries_without_waiting")
 
 
-class Postmark:
+class Postmark(HttpService):
     """Postmark's API as documented: the server token header; /email/batch and
     /email/batchWithTemplates answering 200 with one result per message, in order; /server;
     and the suppression dump of a message stream, filtered by day."""
+
+    kind = "postmark"
+    secrets = (TOKEN,)
+    bad_address = INACTIVE
+    ready_words = "server 'Demo Cycles surveys' accepted the token"
+    send_call = ("POST", "/email/batch")
+    list_call = ("GET", f"/message-streams/{STREAM}/suppressions/dump")
 
     def __init__(self) -> None:
         self.http = FakeProvider(
@@ -74,6 +66,22 @@ class Postmark:
     @property
     def url(self) -> str:
         return self.http.url
+
+    def configure(
+        self, store: Store, *, secret: str | None = None, reachable: bool = True, attempts: int = 8
+    ) -> None:
+        url = self.base_url(reachable)
+        use_postmark(store, self, url, token=secret, retry_attempts=str(attempts))
+
+    def suppress(self, address: str) -> None:
+        self.suppressions.append(
+            {
+                "EmailAddress": address,
+                "SuppressionReason": "ManualSuppression",
+                "Origin": "Recipient",
+                "CreatedAt": "2026-11-18T08:58:33-05:00",
+            }
+        )
 
     def refused(self, request: Recorded) -> Reply | None:
         presented = request.headers.get("x-postmark-server-token", "")
@@ -156,16 +164,21 @@ class Postmark:
 @pytest.fixture
 def postmark() -> Iterator[Postmark]:
     service = Postmark()
-    service.http.start()
+    service.start()
     yield service
-    service.http.stop()
+    service.stop()
 
 
 def use_postmark(
-    store: Store, postmark: Postmark, base_url: str | None = None, **http: str
+    store: Store,
+    postmark: Postmark,
+    base_url: str | None = None,
+    *,
+    token: str | None = None,
+    **http: str,
 ) -> None:
     settings = {
-        "api_key": f'"{TOKEN}"',
+        "api_key": f'"{token or TOKEN}"',
         "base_url": f'"{base_url or postmark.url}"',
         "message_stream": f'"{STREAM}"',
     }
@@ -296,128 +309,6 @@ def test_a_call_refused_whole_for_the_account_rejects_nobody(
     assert statuses(store) == ["sent"] * 3 and delivered_once(postmark, 3)
 
 
-# --- faults -------------------------------------------------------------------------------------
-
-
-def test_429_and_5xx_are_retried_and_every_survey_arrives_once(
-    store: Store, postmark: Postmark
-) -> None:
-    """A 429 with Retry-After, then 500, 502 and 503 on the batch call are retried: every
-    survey arrives once, and the wait Postmark asked for is the wait used."""
-    use_postmark(store, postmark)
-    # The suppression dump is read first; then the batch call meets four faults.
-    postmark.http.plan = [None, status(429, Retry_After="7"), status(500), status(502), status(503)]
-    customers(store, 3)
-    with capture_logs() as logs:
-        report = store.run(NIGHT)
-
-    assert report.counts["sent"] == 3 and delivered_once(postmark, 3)
-    assert len(postmark.batch_calls()) == 5
-    assert next(e["wait_s"] for e in logs if e["event"] == "http.retry") == 7.0
-
-
-def test_the_suppression_dump_is_read_through_resets_and_timeouts(
-    store: Store, postmark: Postmark
-) -> None:
-    """Reading the suppressions is harmless to repeat: a reset, a read timeout and a 503 are
-    retried, and the run then sends as usual."""
-    use_postmark(store, postmark)
-    postmark.suppressions = [
-        {
-            "EmailAddress": "c1@example.com",
-            "SuppressionReason": "ManualSuppression",
-            "Origin": "Recipient",
-            "CreatedAt": "2026-11-18T08:58:33-05:00",
-        }
-    ]
-    postmark.http.plan = [RESET_BEFORE, RESET_AFTER, slow(0.5), status(503)]
-    customers(store, 3)
-    report = store.run(NIGHT)
-
-    assert report.counts["sent"] == 2 and store.decisions()["2"] == "unsubscribed"
-
-
-@pytest.mark.parametrize(
-    ("fault", "arrived"),
-    [(RESET_BEFORE, 0), (RESET_AFTER, 1), (slow(0.5), 1)],
-    ids=["reset-before-handling", "reset-after-handling", "read-timeout"],
-)
-def test_a_batch_without_an_answer_is_held_in_doubt_and_never_resent(
-    store: Store, postmark: Postmark, fault: Any, arrived: int
-) -> None:
-    """A reset or a read timeout on the batch call cannot say whether Postmark took it, and
-    Postmark has no idempotency key: the surveys are held in doubt, listed by status, and no
-    later run sends them again, so none arrives twice."""
-    use_postmark(store, postmark)
-    postmark.http.plan = [None, fault]
-    customers(store, 3)
-    report = store.run(NIGHT)
-
-    assert report.counts["in_doubt"] == 3 and statuses(store) == ["in_doubt"] * 3
-    status_output = store.cli("status").output
-    assert re.search(r"in_doubt\s.*c\*\*\*@example\.com", status_output), status_output
-    store.run(NEXT_NIGHT)
-    assert len(postmark.batch_calls()) == 1
-    assert len(postmark.http.delivered) == 3 * arrived
-    assert set(postmark.http.delivered.values()) <= {1}
-
-
-def test_no_survey_arrives_twice_under_a_30_percent_fault_rate(
-    store: Store, postmark: Postmark
-) -> None:
-    """429s, 5xx, resets before and after handling and read timeouts on 30 % of calls: each
-    survey arrives at most once; what is not known to be sent is held in doubt."""
-    use_postmark(store, postmark)
-    store.extra["provider"]["batch_size"] = "4"
-    postmark.http.fault_rate = 0.3
-    postmark.http.random_faults = list(FAULTS)
-    customers(store, 40)
-    store.run(NIGHT)
-    store.run(NEXT_NIGHT)
-
-    delivered = postmark.http.delivered
-    assert set(delivered.values()) == {1}
-    assert sum(postmark.http.faults_injected.values()) >= 5
-    sent, in_doubt = set(request_ids(store, "sent")), set(request_ids(store, "in_doubt"))
-    assert len(sent) + len(in_doubt) == 40 and in_doubt
-    assert sent <= set(delivered) and set(delivered) <= sent | in_doubt
-
-
-def test_after_a_crash_between_send_and_settle_nothing_is_sent_twice(
-    store: Store, postmark: Postmark
-) -> None:
-    """With the default policy (skip), the batch in flight is held in doubt on restart,
-    listed by status, and never sent again."""
-    use_postmark(store, postmark)
-    customers(store, 3)
-    crash_after_send(store, NIGHT, PostmarkProvider)
-    assert statuses(store) == ["sending"] * 3
-
-    report = store.run(NIGHT + timedelta(minutes=5))
-
-    assert report.counts["in_doubt"] == 3 and statuses(store) == ["in_doubt"] * 3
-    assert "in_doubt" in store.cli("status").output
-    store.run(NEXT_NIGHT)
-    assert delivered_once(postmark, 3)
-
-
-def test_with_the_resend_policy_a_crashed_batch_goes_out_again(
-    store: Store, postmark: Postmark
-) -> None:
-    """sync.in_doubt = "resend" is the operator's choice of a rare duplicate over a lost
-    survey: after a crash the batch in flight is sent again, and ends sent."""
-    use_postmark(store, postmark)
-    store.extra["sync"] = {"in_doubt": '"resend"'}
-    customers(store, 3)
-    crash_after_send(store, NIGHT, PostmarkProvider)
-    assert statuses(store) == ["sending"] * 3
-
-    store.run(NIGHT + timedelta(minutes=5))
-
-    assert statuses(store) == ["sent"] * 3
-    assert set(postmark.http.delivered.values()) == {2}
-
-
 # --- suppressions -------------------------------------------------------------------------------
 
 
@@ -469,11 +360,12 @@ def test_a_suppression_at_postmark_blocks_the_next_sale_and_later_syncs_ask_from
 # --- check and secrets --------------------------------------------------------------------------
 
 
-def test_check_names_the_server_and_says_a_bad_token_a_wrong_url_and_no_host_plainly(
+def test_check_names_the_server_and_its_stream_and_says_a_wrong_url_plainly(
     store: Store, postmark: Postmark
 ) -> None:
-    """check reads /server: a good token names the server; a refused token, a base_url
-    Postmark does not know and a closed port are each said plainly."""
+    """check reads /server: a good token names the server and the stream it sends on; a
+    base_url Postmark does not know is said plainly (refused and unreachable: the contract
+    suite)."""
     use_postmark(store, postmark)
     ok = store.cli("check")
     assert "provider  ok      postmark: server 'Demo Cycles surveys' accepted the token" in (
@@ -481,26 +373,17 @@ def test_check_names_the_server_and_says_a_bad_token_a_wrong_url_and_no_host_pla
     )
     assert f"stream '{STREAM}'" in ok.output
 
-    postmark.token = "another-token"
-    refused = store.cli("check")
-    assert refused.exit_code == 1 and "refused the API key (HTTP 401" in refused.output
-
     use_postmark(store, postmark, base_url=f"{postmark.url}/v2")
     wrong = store.cli("check")
     assert wrong.exit_code == 1 and "404" in wrong.output
     assert "wrong region, domain or base_url" in wrong.output
 
-    use_postmark(store, postmark, base_url=f"http://127.0.0.1:{closed_port()}")
-    unreachable = store.cli("check")
-    assert unreachable.exit_code == 1 and "cannot reach 127.0.0.1" in unreachable.output
-
 
 def test_the_server_token_never_reaches_logs_the_ledger_or_status(
     store: Store, postmark: Postmark
 ) -> None:
-    """Even when Postmark echoes the refused token in its answer, and through faults and
-    rejections, the token is in no log event, no ledger error, no error message and no
-    status output."""
+    """When Postmark echoes the refused token in its answer, the token is in no log event,
+    no ledger error, no error message and no status output: it is masked as '***'."""
     use_postmark(store, postmark)
     postmark.token = "the-token-postmark-expects"
     postmark.echo_refused_token = True
@@ -510,7 +393,7 @@ def test_the_server_token_never_reaches_logs_the_ledger_or_status(
         with pytest.raises(SyncError) as refused:
             store.run(NIGHT)
         postmark.token = TOKEN
-        postmark.http.plan = [None, status(500), status(429, Retry_After="1")]
+        postmark.http.fail(*postmark.send_call, status(500), status(429, Retry_After="1"))
         store.run(NEXT_NIGHT)
 
     assert "refused the API key" in str(refused.value) and TOKEN not in str(refused.value)

@@ -1,6 +1,8 @@
 """The SendGrid provider against a real HTTP server on 127.0.0.1 that answers as SendGrid's v3
-API documents it: one Mail Send call per batch, through faults, never twice, unsubscribes
-synced, and the request bodies held against SendGrid's published schema."""
+API documents it: one Mail Send call per batch, a bad address found by sending alone,
+unsubscribes synced, and the request bodies held against SendGrid's published schema
+(faults, crashes, keys and check's plain answers: the contract suite, which drives
+``SendGrid``)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +28,8 @@ from surveysync.providers.sendgrid import HTML_TAG, TEMPLATE_STAND_IN, TEXT_TAG,
 from surveysync.render import Renderer
 from surveysync.sync import SyncError
 from tests.conftest import Store, local
-from tests.http_fake import (
-    RESET_AFTER,
-    RESET_BEFORE,
-    FakeProvider,
-    Recorded,
-    Reply,
-    slow,
-    status,
-)
-from tests.provider_kit import (
-    FAULTS,
-    closed_port,
-    crash_after_send,
-    request_ids,
-    statuses,
-    use_provider,
-)
+from tests.http_fake import FakeProvider, Recorded, Reply, status
+from tests.provider_kit import HttpService, request_ids, statuses, use_provider
 from tests.provider_kit import customers as kit_customers
 
 KEY = "SG.test-key.never-in-a-log-7f3a9c"
@@ -78,9 +65,16 @@ def schema_errors(body: Any) -> list[str]:
     )
 
 
-class SendGrid:
+class SendGrid(HttpService):
     """SendGrid's v3 API as documented: Bearer keys, Mail Send (202 and X-Message-Id, or a
     400 naming the field), scopes, and global unsubscribes with time range and paging."""
+
+    kind = "sendgrid"
+    secrets = (KEY,)
+    bad_address = BAD
+    ready_words = "the API key may send (mail.send)"
+    send_call = ("POST", "/v3/mail/send")
+    list_call = ("GET", "/v3/suppression/unsubscribes")
 
     def __init__(self) -> None:
         self.http = FakeProvider(
@@ -101,6 +95,15 @@ class SendGrid:
     @property
     def url(self) -> str:
         return self.http.url
+
+    def configure(
+        self, store: Store, *, secret: str | None = None, reachable: bool = True, attempts: int = 8
+    ) -> None:
+        url = self.base_url(reachable)
+        use_sendgrid(store, self, url, key=secret, retry_attempts=str(attempts))
+
+    def suppress(self, address: str) -> None:
+        self.unsubscribes.append({"created": 1_700_000_000, "email": address})
 
     def refused(self, request: Recorded) -> Reply | None:
         presented = request.headers.get("authorization", "")
@@ -205,15 +208,20 @@ def _as_received(body: dict[str, Any], personalization: dict[str, Any]) -> dict[
 @pytest.fixture
 def sendgrid() -> Iterator[SendGrid]:
     service = SendGrid()
-    service.http.start()
+    service.start()
     yield service
-    service.http.stop()
+    service.stop()
 
 
 def use_sendgrid(
-    store: Store, sendgrid: SendGrid, base_url: str | None = None, **http: str
+    store: Store,
+    sendgrid: SendGrid,
+    base_url: str | None = None,
+    *,
+    key: str | None = None,
+    **http: str,
 ) -> None:
-    settings = {"api_key": f'"{KEY}"', "base_url": f'"{base_url or sendgrid.url}"'}
+    settings = {"api_key": f'"{key or KEY}"', "base_url": f'"{base_url or sendgrid.url}"'}
     use_provider(store, "sendgrid", 500, settings, **http)
     store.extra["email"] = {"reply_to": '"service@demo-cycles.example"'}
 
@@ -322,7 +330,7 @@ def test_a_survey_too_large_for_substitutions_goes_alone_with_plain_content(
     big_html = "<p>" + "Thank you for riding with us. " * 400 + "</p>"
     batch = [_survey(renderer, 0), _survey(renderer, 1, html=big_html), _survey(renderer, 2)]
     provider = SendGridProvider(
-        SendGridSettings(api_key=KEY, base_url=sendgrid.url), HttpSettings(timeout_seconds=1)
+        SendGridSettings(api_key=KEY, base_url=sendgrid.url), HttpSettings()
     )
     try:
         results = provider.send(batch)
@@ -339,123 +347,7 @@ def test_a_survey_too_large_for_substitutions_goes_alone_with_plain_content(
     assert received == {e.request_id: e.message.html for e in batch}
 
 
-# --- faults -------------------------------------------------------------------------------------
-
-
-def test_429_and_5xx_are_retried_and_every_survey_arrives_once(
-    store: Store, sendgrid: SendGrid
-) -> None:
-    """A 429 with Retry-After, then 500, 502 and 503 on Mail Send are retried: every survey
-    arrives once, and the wait SendGrid asked for is the wait used."""
-    use_sendgrid(store, sendgrid)
-    # The unsubscribes are read first; then Mail Send meets four faults.
-    sendgrid.http.plan = [None, status(429, Retry_After="7"), status(500), status(502), status(503)]
-    customers(store, 3)
-    with capture_logs() as logs:
-        report = store.run(NIGHT)
-
-    assert report.counts["sent"] == 3
-    assert set(sendgrid.http.delivered.values()) == {1} and len(sendgrid.http.delivered) == 3
-    assert len(sendgrid.mail_calls()) == 5
-    assert next(e["wait_s"] for e in logs if e["event"] == "http.retry") == 7.0
-
-
-def test_the_unsubscribes_are_read_through_resets_and_timeouts(
-    store: Store, sendgrid: SendGrid
-) -> None:
-    """Reading the unsubscribe list is harmless to repeat: a reset, a read timeout and a 503
-    are retried, and the run then sends as usual."""
-    use_sendgrid(store, sendgrid)
-    sendgrid.unsubscribes = [{"created": 1_700_000_000, "email": "c1@example.com"}]
-    sendgrid.http.plan = [RESET_BEFORE, RESET_AFTER, slow(0.5), status(503)]
-    customers(store, 3)
-    report = store.run(NIGHT)
-
-    assert report.counts["sent"] == 2 and store.decisions()["2"] == "unsubscribed"
-    assert len(sendgrid.unsubscribe_queries()) == 3  # the reset-before one never reached a route
-
-
-@pytest.mark.parametrize(
-    ("fault", "arrived"),
-    [(RESET_BEFORE, 0), (RESET_AFTER, 1), (slow(0.5), 1)],
-    ids=["reset-before-handling", "reset-after-handling", "read-timeout"],
-)
-def test_a_mail_send_without_an_answer_is_held_in_doubt_and_never_resent(
-    store: Store, sendgrid: SendGrid, fault: Any, arrived: int
-) -> None:
-    """A reset or a read timeout on Mail Send cannot say whether SendGrid took the call, and
-    SendGrid has no idempotency key: the surveys are held in doubt, listed by status, and
-    no later run sends them again, so none arrives twice."""
-    use_sendgrid(store, sendgrid)
-    sendgrid.http.plan = [None, fault]
-    customers(store, 3)
-    report = store.run(NIGHT)
-
-    assert report.counts["in_doubt"] == 3
-    assert statuses(store) == ["in_doubt"] * 3
-    status_output = store.cli("status").output
-    assert re.search(r"in_doubt\s.*c\*\*\*@example\.com", status_output), status_output
-    store.run(NEXT_NIGHT)
-    assert len(sendgrid.mail_calls()) == 1
-    assert len(sendgrid.http.delivered) == 3 * arrived
-    assert set(sendgrid.http.delivered.values()) <= {1}
-
-
-def test_no_survey_arrives_twice_under_a_30_percent_fault_rate(
-    store: Store, sendgrid: SendGrid
-) -> None:
-    """429s, 5xx, resets before and after handling and read timeouts on 30 % of calls: each
-    survey arrives at most once; what is not known to be sent is held in doubt."""
-    use_sendgrid(store, sendgrid)
-    store.extra["provider"]["batch_size"] = "4"
-    sendgrid.http.fault_rate = 0.3
-    sendgrid.http.random_faults = list(FAULTS)
-    customers(store, 40)
-    store.run(NIGHT)
-    store.run(NEXT_NIGHT)
-
-    delivered = sendgrid.http.delivered
-    assert set(delivered.values()) == {1}
-    assert sum(sendgrid.http.faults_injected.values()) >= 5
-    sent, in_doubt = set(request_ids(store, "sent")), set(request_ids(store, "in_doubt"))
-    assert len(sent) + len(in_doubt) == 40 and in_doubt
-    assert sent <= set(delivered) and set(delivered) <= sent | in_doubt
-
-
-def test_after_a_crash_between_send_and_settle_nothing_is_sent_twice(
-    store: Store, sendgrid: SendGrid
-) -> None:
-    """With the default policy (skip), the batch in flight is held in doubt on restart,
-    listed by status, and never sent again."""
-    use_sendgrid(store, sendgrid)
-    customers(store, 3)
-    crash_after_send(store, NIGHT, SendGridProvider)
-    assert statuses(store) == ["sending"] * 3
-
-    report = store.run(NIGHT + timedelta(minutes=5))
-
-    assert report.counts["in_doubt"] == 3
-    assert statuses(store) == ["in_doubt"] * 3
-    assert "in_doubt" in store.cli("status").output
-    store.run(NEXT_NIGHT)
-    assert set(sendgrid.http.delivered.values()) == {1} and len(sendgrid.http.delivered) == 3
-
-
-def test_with_the_resend_policy_a_crashed_batch_goes_out_again(
-    store: Store, sendgrid: SendGrid
-) -> None:
-    """sync.in_doubt = "resend" is the operator's choice of a rare duplicate over a lost
-    survey: after a crash the batch in flight is sent again, and ends sent."""
-    use_sendgrid(store, sendgrid)
-    store.extra["sync"] = {"in_doubt": '"resend"'}
-    customers(store, 3)
-    crash_after_send(store, NIGHT, SendGridProvider)
-    assert statuses(store) == ["sending"] * 3
-
-    store.run(NIGHT + timedelta(minutes=5))
-
-    assert statuses(store) == ["sent"] * 3
-    assert set(sendgrid.http.delivered.values()) == {2}
+# --- a refusal ----------------------------------------------------------------------------------
 
 
 def test_an_address_sendgrid_refuses_is_rejected_with_its_words_and_the_rest_go_through(
@@ -523,39 +415,28 @@ def test_a_long_unsubscribe_list_is_read_page_by_page(store: Store, sendgrid: Se
 # --- check and secrets --------------------------------------------------------------------------
 
 
-def test_check_says_ok_and_names_a_bad_key_a_missing_permission_a_wrong_region_and_no_host(
+def test_check_names_a_key_without_the_send_permission_and_a_wrong_region(
     store: Store, sendgrid: SendGrid
 ) -> None:
-    """check reads the key's scopes: a good key is ok, and a refused key, a key that may not
-    send, a base_url SendGrid does not know and a closed port are each said plainly."""
-    use_sendgrid(store, sendgrid)
-    ok = store.cli("check")
-    assert "provider  ok      sendgrid: the API key may send (mail.send)" in ok.output
-
+    """check reads the key's scopes: a key that may not send, and a base_url SendGrid does
+    not know, are each said plainly (ready, refused and unreachable: the contract suite)."""
     sendgrid.scopes = ["alerts.read"]
+    use_sendgrid(store, sendgrid)
     lacking = store.cli("check")
     assert lacking.exit_code == 1 and "lacks the mail.send permission" in lacking.output
 
-    sendgrid.key = "SG.another-key"
-    refused = store.cli("check")
-    assert refused.exit_code == 1 and "refused the API key (HTTP 401" in refused.output
-
+    sendgrid.scopes = ["mail.send"]
     use_sendgrid(store, sendgrid, base_url=f"{sendgrid.url}/eu")
     wrong = store.cli("check")
     assert wrong.exit_code == 1 and "404" in wrong.output
     assert "wrong region, domain or base_url" in wrong.output
 
-    use_sendgrid(store, sendgrid, base_url=f"http://127.0.0.1:{closed_port()}")
-    unreachable = store.cli("check")
-    assert unreachable.exit_code == 1 and "cannot reach 127.0.0.1" in unreachable.output
-
 
 def test_the_api_key_never_reaches_logs_the_ledger_or_status(
     store: Store, sendgrid: SendGrid
 ) -> None:
-    """Even when SendGrid echoes the refused key in its answer, and through faults and a
-    rejection, the key is in no log event, no ledger error, no error message and no
-    status output."""
+    """When SendGrid echoes the refused key in its answer, the key is in no log event, no
+    ledger error, no error message and no status output: it is masked as Bearer ***."""
     use_sendgrid(store, sendgrid)
     sendgrid.key = "SG.the-key-sendgrid-expects"
     sendgrid.echo_refused_key = True
@@ -566,8 +447,7 @@ def test_the_api_key_never_reaches_logs_the_ledger_or_status(
         with pytest.raises(SyncError) as refused:
             store.run(NIGHT)
         sendgrid.key = KEY
-        # The unsubscribes first, then Mail Send through two faults.
-        sendgrid.http.plan = [None, status(500), status(429, Retry_After="1")]
+        sendgrid.http.fail(*sendgrid.send_call, status(500), status(429, Retry_After="1"))
         store.run(NEXT_NIGHT)
 
     assert "refused the API key" in str(refused.value) and KEY not in str(refused.value)

@@ -223,7 +223,16 @@ _SMTP_DEFAULT_PORTS = {SmtpSecurity.STARTTLS: 587, SmtpSecurity.TLS: 465, SmtpSe
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
-class SmtpSettings(Section):
+class ProviderSection(Section):
+    """The settings of one provider, ``[provider.<kind>]``: a field of ``ProviderSettings``
+    named like the kind. Adding a provider is one of these plus its adapter module."""
+
+    def needs(self) -> str | None:
+        """What this section lacks for its provider to be chosen (the key(s), in words)."""
+        return None
+
+
+class SmtpSettings(ProviderSection):
     host: str = "localhost"
     port: Annotated[int, Field(ge=1, le=65535)] | None = None  # default: by security
     security: SmtpSecurity = SmtpSecurity.STARTTLS
@@ -295,7 +304,7 @@ class HttpSettings(Section):
     retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 300.0
 
 
-class _ApiKeySettings(Section):
+class _ApiKeySettings(ProviderSection):
     api_key: SecretStr | None = None
     api_key_file: Path | None = None
 
@@ -303,6 +312,9 @@ class _ApiKeySettings(Section):
     def _resolve(self) -> _ApiKeySettings:
         _load_secret_files(self, "api_key")
         return self
+
+    def needs(self) -> str | None:
+        return "api_key (or api_key_file)" if self.api_key is None else None
 
 
 class SendGridSettings(_ApiKeySettings):
@@ -326,6 +338,9 @@ class MailgunSettings(_ApiKeySettings):
     region: MailgunRegion = MailgunRegion.US
     base_url: ApiUrl | None = None  # default: by region
 
+    def needs(self) -> str | None:
+        return super().needs() or (None if self.domain else "domain")
+
     @property
     def effective_base_url(self) -> str:
         if self.base_url:
@@ -344,7 +359,7 @@ class BrevoSettings(_ApiKeySettings):
     base_url: ApiUrl = "https://api.brevo.com"
 
 
-class WebhookSettings(Section):
+class WebhookSettings(ProviderSection):
     url: ApiUrl | None = None
     # Signs every POST (HMAC-SHA256 over timestamp and body); the receiver checks it.
     secret: SecretStr | None = None
@@ -354,6 +369,9 @@ class WebhookSettings(Section):
     def _resolve(self) -> WebhookSettings:
         _load_secret_files(self, "secret")
         return self
+
+    def needs(self) -> str | None:
+        return None if self.url and self.secret else "url and secret"
 
 
 class ProviderSettings(Section):
@@ -371,26 +389,12 @@ class ProviderSettings(Section):
 
     @model_validator(mode="after")
     def _chosen_provider_is_configured(self) -> ProviderSettings:
-        kind = self.kind
-        if kind in _API_KEY_PROVIDERS and getattr(self, kind.value).api_key is None:
-            raise ValueError(
-                f"provider.kind = {kind.value!r} needs provider.{kind.value}.api_key "
-                f"(or api_key_file)"
-            )
-        if kind is ProviderKind.MAILGUN and not self.mailgun.domain:
-            raise ValueError("provider.kind = 'mailgun' needs provider.mailgun.domain")
-        if kind is ProviderKind.WEBHOOK and not (self.webhook.url and self.webhook.secret):
-            raise ValueError("provider.kind = 'webhook' needs provider.webhook.url and secret")
+        kind = self.kind.value
+        section = getattr(self, kind, None)  # the outbox has no section of its own
+        missing = section.needs() if isinstance(section, ProviderSection) else None
+        if missing is not None:
+            raise ValueError(f"provider.kind = {kind!r} needs provider.{kind}.{missing}")
         return self
-
-
-_API_KEY_PROVIDERS = {
-    ProviderKind.SENDGRID,
-    ProviderKind.POSTMARK,
-    ProviderKind.MAILGUN,
-    ProviderKind.RESEND,
-    ProviderKind.BREVO,
-}
 
 
 LINK_SECRET_BYTES = 32

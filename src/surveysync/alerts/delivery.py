@@ -39,7 +39,7 @@ from surveysync.providers import (
     OutgoingEmail,
     Provider,
     ProviderError,
-    ProviderInDoubt,
+    ProviderLost,
     ProviderUnavailable,
     SendResult,
 )
@@ -192,7 +192,7 @@ class _Dispatch:
         outgoing = [OutgoingEmail(m.request_id, m.request_id, m) for m in emails]
         results, unsent, error = self._call(alert, outgoing)
         self._settle(alert, outgoing, results, unsent=unsent, error=error)
-        return error is None or isinstance(error, ProviderInDoubt)
+        return error is None or not isinstance(error, ProviderUnavailable)
 
     def _call(
         self, alert: DueAlert, outgoing: list[OutgoingEmail]
@@ -207,12 +207,12 @@ class _Dispatch:
             batch = [replace(email, batch_key=key) for email in outgoing[start : start + size]]
             try:
                 results += self.provider.send(batch)
-            except ProviderUnavailable as exc:
+            except ProviderLost as exc:  # it may have gone out before the provider left
+                return results + exc.results, RequestStatus.IN_DOUBT, exc
+            except ProviderUnavailable as exc:  # nothing of the rest went out
                 return results + exc.results, RequestStatus.PENDING, exc
-            except ProviderInDoubt as exc:
+            except ProviderError as exc:  # an answer we cannot read: it may have gone out
                 return results, RequestStatus.IN_DOUBT, exc
-            except ProviderError as exc:  # refused as a whole (a key, an account): not sent
-                return results, RequestStatus.PENDING, exc
         return results, RequestStatus.IN_DOUBT, None
 
     def _compose(self, alert: DueAlert) -> list[SurveyEmail] | None:

@@ -1,11 +1,23 @@
-"""Email providers behind one interface (``Provider`` in ``base``); ``create`` picks one."""
+"""Email providers behind one interface (``Provider`` in ``base``); ``create`` picks one.
+
+``REGISTRY`` maps each ``ProviderKind`` to its adapter's ``from_settings``, found by name:
+the module ``surveysync.providers.<kind>`` names its adapter class ``Adapter``. Adding a
+provider is therefore one module here and one settings class in ``config`` (with its
+``ProviderKind`` value and its ``ProviderSettings`` field of the same name); nothing else
+changes. The registry is built when this package is imported, so a kind without a module
+fails at start-up, never in the middle of a night.
+"""
+
+import importlib
+from collections.abc import Callable
 
 from surveysync.config import ProviderKind, ProviderSettings
 from surveysync.providers.base import (
+    AdapterClass,
     OutgoingEmail,
     Provider,
     ProviderError,
-    ProviderInDoubt,
+    ProviderLost,
     ProviderUnavailable,
     SendResult,
 )
@@ -18,28 +30,26 @@ from surveysync.providers.sendgrid import SendGridProvider
 from surveysync.providers.smtp import SmtpProvider
 from surveysync.providers.webhook import WebhookProvider
 
+ProviderFactory = Callable[[ProviderSettings], Provider]
+
+
+def _factory(kind: ProviderKind) -> ProviderFactory:
+    """The ``from_settings`` of the adapter that the module named after ``kind`` declares."""
+    module = importlib.import_module(f"{__name__}.{kind.value}")
+    adapter: AdapterClass = module.Adapter
+    return adapter.from_settings
+
+
+REGISTRY: dict[ProviderKind, ProviderFactory] = {kind: _factory(kind) for kind in ProviderKind}
+
 
 def create(settings: ProviderSettings) -> Provider:
-    if settings.kind is ProviderKind.OUTBOX:
-        return OutboxProvider(settings.outbox_dir, settings.batch_size)
-    if settings.kind is ProviderKind.SMTP:
-        return SmtpProvider(settings.smtp, batch_size=settings.batch_size)
-    if settings.kind is ProviderKind.WEBHOOK:
-        return WebhookProvider(settings.webhook, settings.http, batch_size=settings.batch_size)
-    if settings.kind is ProviderKind.SENDGRID:
-        return SendGridProvider(settings.sendgrid, settings.http, batch_size=settings.batch_size)
-    if settings.kind is ProviderKind.RESEND:
-        return ResendProvider(settings.resend, settings.http, batch_size=settings.batch_size)
-    if settings.kind is ProviderKind.POSTMARK:
-        return PostmarkProvider(settings.postmark, settings.http, batch_size=settings.batch_size)
-    if settings.kind is ProviderKind.MAILGUN:
-        return MailgunProvider(settings.mailgun, settings.http)
-    if settings.kind is ProviderKind.BREVO:
-        return BrevoProvider(settings.brevo, settings.http, batch_size=settings.batch_size)
-    raise ProviderError(f"provider.kind {settings.kind!r} is not available")
+    """The adapter for ``settings.kind``, built from its settings."""
+    return REGISTRY[settings.kind](settings)
 
 
 __all__ = [
+    "REGISTRY",
     "BrevoProvider",
     "MailgunProvider",
     "OutboxProvider",
@@ -47,8 +57,10 @@ __all__ = [
     "PostmarkProvider",
     "Provider",
     "ProviderError",
-    "ProviderInDoubt",
+    "ProviderFactory",
+    "ProviderLost",
     "ProviderUnavailable",
+    "ResendProvider",
     "SendGridProvider",
     "SendResult",
     "SmtpProvider",

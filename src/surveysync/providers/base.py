@@ -2,14 +2,24 @@
 
 Error tree (every foreign error leaves an adapter as one of these)::
 
-    ProviderError
-    ├── ProviderUnavailable   nothing in the batch was sent but its ``results`` (the part
-    │                         that went out before the provider was lost); the rest is safe
-    │                         to try again later
-    └── ProviderInDoubt       the batch may or may not have been sent (a crash-like outcome)
+    ProviderError             the provider answered in a way we cannot read (an unknown
+    │                         shape, not JSON): the run stops, and a batch it was sending
+    │                         stays ``sending``, held in doubt by the next run like a crash
+    └── ProviderUnavailable   nothing in the batch was sent but its ``results`` (the part
+        │                     that went out before the provider was lost); the rest is safe
+        │                     to try again later
+        └── ProviderLost      as above, except the ``lost`` requests: a call that carried
+                              them may have been taken (its answer never came) before the
+                              provider went away. Only a provider that honours keys raises
+                              it: they are repeated under ``key``, the key they went out
+                              under, never returned to pending (a new call, a new key: twice)
 
-A problem with one address is not an exception: it is that request's ``SendResult`` and the
-rest of the batch goes on. Its status says what the ledger must do with it:
+A call whose fate is unknown (the connection died before the answer) is not an exception:
+each request of it is answered ``in_doubt``, so the ledger records every one of them at once
+(an exception would leave them ``sending`` and stop the run for a well-understood outcome).
+
+A problem with one address is not an exception either: it is that request's ``SendResult``
+and the rest of the batch goes on. Its status says what the ledger must do with it:
 
     sent       accepted by the provider
     rejected   refused for good (the provider's message kept); the cooldown is given back
@@ -21,6 +31,9 @@ rest of the batch goes on. Its status says what the ledger must do with it:
 
 These are ``RequestStatus`` values (``surveysync.model``): the word a provider answers is
 the word the ledger records. ``sending`` is never a result.
+
+Every adapter is built the same way, from the whole ``ProviderSettings``
+(``from_settings``); ``surveysync.providers`` finds it by its kind.
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from surveysync.config import ProviderSettings
 from surveysync.model import RequestStatus
 from surveysync.render import SurveyEmail
 
@@ -49,8 +63,20 @@ class ProviderUnavailable(ProviderError):
         self.results = list(results)
 
 
-class ProviderInDoubt(ProviderError):
-    """The batch may have been sent; only an idempotency key makes a retry safe."""
+class ProviderLost(ProviderUnavailable):
+    """The provider went away after a call that may have reached it; see the module doc."""
+
+    def __init__(
+        self,
+        message: str,
+        results: Sequence[SendResult] = (),
+        *,
+        lost: Sequence[str],
+        key: str,
+    ) -> None:
+        super().__init__(message, results)
+        self.lost = list(lost)
+        self.key = key
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +129,11 @@ class Provider(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class AdapterClass(Protocol):
+    """What each provider module names ``Adapter``: a class built from the settings."""
+
+    def from_settings(self, settings: ProviderSettings) -> Provider:
+        """The adapter as ``settings`` (``provider.kind`` and its section) describe it."""
+        ...

@@ -53,14 +53,15 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import structlog
 
-from surveysync.config import BrevoSettings, HttpSettings
+from surveysync.config import BrevoSettings, HttpSettings, ProviderSettings
 from surveysync.model import RequestStatus
 from surveysync.providers.base import (
+    AdapterClass,
     OutgoingEmail,
     ProviderUnavailable,
     SendResult,
@@ -87,6 +88,10 @@ def utc_today() -> date:
 class BrevoProvider(HttpProvider):
     name = "brevo"
     honours_idempotency_key = False  # see the module docstring
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings) -> Self:
+        return cls(settings.brevo, settings.http, batch_size=settings.batch_size)
 
     def __init__(
         self,
@@ -278,3 +283,6 @@ def _blocked(contact: dict[str, Any]) -> Suppressed:
     reason = contact.get("reason")
     code = reason.get("code") if isinstance(reason, dict) else None
     return Suppressed(contact["email"], f"blocked at Brevo ({code or 'no reason given'})")
+
+
+Adapter: AdapterClass = BrevoProvider  # what surveysync.providers finds for this kind

@@ -13,6 +13,8 @@ the suppression list. Everything else is decided here, once::
                                        when given; out of tries: ProviderUnavailable
     connect error or connect timeout   retried (nothing was sent); out of tries: Unavailable
     read timeout, reset, broken reply  retried with the same key  in_doubt: never resent
+    ... then out of tries              ProviderLost: repeated
+                                       under that key next run
     401, 403                           ProviderUnavailable: the key is wrong for everyone,
                                        not a reason to reject anybody
     409                                in_doubt: the key was      (as any other 4xx)
@@ -45,6 +47,7 @@ from surveysync.logging import SensitiveMasker
 from surveysync.model import RequestStatus
 from surveysync.providers.base import (
     OutgoingEmail,
+    ProviderLost,
     ProviderUnavailable,
     SendResult,
 )
@@ -61,15 +64,24 @@ _EPOCH_THRESHOLD = 1_000_000_000  # a reset header above this is a Unix time, no
 
 
 class _Retry(Exception):
-    """Worth another try, after ``wait`` seconds when the provider said so."""
+    """Worth another try, after ``wait`` seconds when the provider said so. ``reached``: the
+    attempt may have got through (its answer was lost), so only its key makes a retry safe."""
 
-    def __init__(self, reason: str, wait: float | None = None) -> None:
+    def __init__(self, reason: str, wait: float | None = None, *, reached: bool = False) -> None:
         super().__init__(reason)
         self.wait = wait
+        self.reached = reached
 
 
-class CallInDoubt(Exception):
-    """The request may have reached the provider; only an idempotency key makes a retry safe."""
+class _CallInDoubt(Exception):
+    """The request may have reached the provider; only an idempotency key makes a retry safe.
+    Never leaves this module: ``send`` answers each request of the call ``in_doubt``."""
+
+
+class _CallLost(ProviderUnavailable):
+    """An idempotent call that may have got through, then the provider was lost: ``send``
+    turns it into ``ProviderLost`` for the call's requests and key. Elsewhere (a check, a
+    list) it is what it derives from: the provider is unavailable."""
 
 
 class HttpCaller:
@@ -96,7 +108,7 @@ class HttpCaller:
         """The provider's answer: 2xx, or a 4xx that is about the request (not the key).
 
         Raises ProviderUnavailable when the provider could not be reached, refused the key,
-        or kept failing; CallInDoubt when a non-idempotent request may have gone through.
+        or kept failing; _CallInDoubt when a non-idempotent request may have gone through.
         """
         deadline = self._clock() + self.settings.retry_seconds
         retries = stamina.retry_context(
@@ -106,13 +118,22 @@ class HttpCaller:
             wait_initial=0.5,
             wait_max=60.0,
         )
+        reached = False  # whether an earlier attempt may have got through
         try:
             for attempt in retries:
                 with attempt:
-                    return self._attempt(request, idempotent, attempt.num)
+                    try:
+                        return self._attempt(request, idempotent, attempt.num)
+                    except _Retry as exc:
+                        reached = reached or exc.reached
+                        raise
         except _Retry as exc:
-            raise ProviderUnavailable(f"{self.name}: {exc}") from None
-        raise AssertionError("stamina ends retrying by returning or raising")
+            failure = ProviderUnavailable(f"{self.name}: {exc}")
+        except ProviderUnavailable as exc:
+            failure = exc
+        if reached:
+            raise _CallLost(f"{failure}; an earlier attempt may have been taken") from None
+        raise failure from None
 
     def scrub(self, text: str) -> str:
         """Text without any API key or full email address, for logs and the ledger."""
@@ -127,10 +148,10 @@ class HttpCaller:
             raise _Retry(f"cannot reach {request.url.host}: {self._plain(exc)}") from None
         except httpx.TransportError as exc:  # read/write timeout, reset, broken response
             if not idempotent:
-                raise CallInDoubt(
+                raise _CallInDoubt(
                     f"{self.name} may have taken the request ({self._plain(exc)}); not resent"
                 ) from None
-            raise _Retry(f"no complete answer ({self._plain(exc)})") from None
+            raise _Retry(f"no complete answer ({self._plain(exc)})", reached=True) from None
         return self._judged(response, number)
 
     def _judged(self, response: httpx.Response, number: int) -> httpx.Response:
@@ -256,9 +277,14 @@ class HttpProvider(ABC):
             response = self.caller.call(
                 self.build_send(batch), idempotent=self.honours_idempotency_key
             )
-        except CallInDoubt as exc:
+        except _CallInDoubt as exc:
             log.error("http.in_doubt", provider=self.name, count=len(batch), error=str(exc))
             return [SendResult(e.request_id, RequestStatus.IN_DOUBT, error=str(exc)) for e in batch]
+        except _CallLost as exc:
+            log.error("http.lost", provider=self.name, count=len(batch), error=str(exc))
+            lost = [e.request_id for e in batch]
+            key = batch[0].batch_key or batch[0].idempotency_key
+            raise ProviderLost(str(exc), lost=lost, key=key) from None
         if response.is_success:
             return self.read_results(batch, response)
         if (problem := self.account_problem(response)) is not None:
@@ -268,7 +294,7 @@ class HttpProvider(ABC):
     def check(self) -> str:
         try:
             response = self.caller.call(self.build_check(), idempotent=True)
-        except CallInDoubt as exc:  # a check is idempotent; kept for completeness
+        except _CallInDoubt as exc:  # a check is idempotent; kept for completeness
             raise ProviderUnavailable(str(exc)) from None
         if response.status_code == 404:
             raise ProviderUnavailable(
@@ -307,6 +333,8 @@ class HttpProvider(ABC):
         for email_ in batch:
             try:
                 results.extend(self.send([_alone(email_)]))
+            except ProviderLost as exc:  # it may have gone out alone, under its own key
+                raise ProviderLost(str(exc), results, lost=exc.lost, key=exc.key) from None
             except ProviderUnavailable as exc:  # those sent alone before stay settled
                 raise ProviderUnavailable(str(exc), [*results, *exc.results]) from None
         return results

@@ -42,14 +42,15 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from email.headerregistry import Address
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
 
-from surveysync.config import HttpSettings, MailgunSettings
+from surveysync.config import HttpSettings, MailgunSettings, ProviderSettings
 from surveysync.model import RequestStatus
 from surveysync.providers.base import (
+    AdapterClass,
     OutgoingEmail,
     ProviderUnavailable,
     SendResult,
@@ -66,6 +67,10 @@ class MailgunProvider(HttpProvider):
     name = "mailgun"
     max_batch_size = 1  # see the module docstring
     honours_idempotency_key = False
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings) -> Self:
+        return cls(settings.mailgun, settings.http)  # one survey a call: no batch size
 
     def __init__(
         self,
@@ -231,3 +236,6 @@ def _unsubscribed(item: dict[str, Any]) -> Suppressed:
     return Suppressed(
         item["address"], f"unsubscribed at Mailgun{f' (tags: {scope})' if scope else ''}"
     )
+
+
+Adapter: AdapterClass = MailgunProvider  # what surveysync.providers finds for this kind

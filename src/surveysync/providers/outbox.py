@@ -12,14 +12,20 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
+from surveysync.config import ProviderSettings
 from surveysync.model import RequestStatus
-from surveysync.providers.base import OutgoingEmail, ProviderUnavailable, SendResult
+from surveysync.providers.base import AdapterClass, OutgoingEmail, ProviderUnavailable, SendResult
 
 
 class OutboxProvider:
     name = "outbox"
     honours_idempotency_key = True
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings) -> Self:
+        return cls(settings.outbox_dir, settings.batch_size)
 
     def __init__(self, folder: Path, max_batch_size: int = 500) -> None:
         self.folder = folder
@@ -60,3 +66,6 @@ class OutboxProvider:
                 f"cannot write to outbox {self.folder}: {exc.strerror}"
             ) from exc
         return SendResult(email.request_id, RequestStatus.SENT, provider_message_id=target.name)
+
+
+Adapter: AdapterClass = OutboxProvider  # what surveysync.providers finds for this kind

@@ -38,14 +38,15 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from email.headerregistry import Address
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
 
-from surveysync.config import HttpSettings, PostmarkSettings
+from surveysync.config import HttpSettings, PostmarkSettings, ProviderSettings
 from surveysync.model import RequestStatus
 from surveysync.providers.base import (
+    AdapterClass,
     OutgoingEmail,
     ProviderError,
     ProviderUnavailable,
@@ -64,6 +65,10 @@ SERVER_CODES = frozenset({10, 400, 401, 405, 412, 413, 1101})
 class PostmarkProvider(HttpProvider):
     name = "postmark"
     honours_idempotency_key = False
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings) -> Self:
+        return cls(settings.postmark, settings.http, batch_size=settings.batch_size)
 
     def __init__(
         self,
@@ -251,3 +256,6 @@ def _json(response: httpx.Response, what: str) -> Any:
         return response.json()
     except ValueError:
         raise ProviderError(f"postmark answered {what} with something other than JSON") from None
+
+
+Adapter: AdapterClass = PostmarkProvider  # what surveysync.providers finds for this kind

@@ -39,14 +39,15 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import structlog
 
-from surveysync.config import HttpSettings, ResendSettings
+from surveysync.config import HttpSettings, ProviderSettings, ResendSettings
 from surveysync.model import RequestStatus
 from surveysync.providers.base import (
+    AdapterClass,
     OutgoingEmail,
     ProviderUnavailable,
     SendResult,
@@ -70,6 +71,10 @@ _TAG_LIMIT = 256
 class ResendProvider(HttpProvider):
     name = "resend"
     honours_idempotency_key = True
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings) -> Self:
+        return cls(settings.resend, settings.http, batch_size=settings.batch_size)
 
     def __init__(
         self,
@@ -304,3 +309,6 @@ def _ids(answer: Any) -> list[str | None]:
     if not isinstance(data, list):
         return []
     return [str(d["id"]) if isinstance(d, dict) and d.get("id") else None for d in data]
+
+
+Adapter: AdapterClass = ResendProvider  # what surveysync.providers finds for this kind

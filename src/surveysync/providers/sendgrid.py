@@ -43,13 +43,14 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
-from surveysync.config import HttpSettings, SendGridSettings
+from surveysync.config import HttpSettings, ProviderSettings, SendGridSettings
 from surveysync.model import RequestStatus
 from surveysync.providers.base import (
+    AdapterClass,
     OutgoingEmail,
     ProviderError,
     ProviderUnavailable,
@@ -72,6 +73,10 @@ PAGE_SIZE = 500
 class SendGridProvider(HttpProvider):
     name = "sendgrid"
     honours_idempotency_key = False
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings) -> Self:
+        return cls(settings.sendgrid, settings.http, batch_size=settings.batch_size)
 
     def __init__(
         self,
@@ -257,3 +262,6 @@ def _json(response: httpx.Response, what: str) -> Any:
         return response.json()
     except ValueError:
         raise ProviderError(f"sendgrid answered {what} with something other than JSON") from None
+
+
+Adapter: AdapterClass = SendGridProvider  # what surveysync.providers finds for this kind

@@ -41,15 +41,15 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Literal
+from typing import Literal, Self
 
 import stamina
 import structlog
 
-from surveysync.config import SmtpSecurity, SmtpSettings
+from surveysync.config import ProviderSettings, SmtpSecurity, SmtpSettings
 from surveysync.logging import SensitiveMasker
 from surveysync.model import RequestStatus
-from surveysync.providers.base import OutgoingEmail, ProviderUnavailable, SendResult
+from surveysync.providers.base import AdapterClass, OutgoingEmail, ProviderUnavailable, SendResult
 from surveysync.providers.pacing import Pacer
 from surveysync.render import SurveyEmail
 
@@ -115,6 +115,10 @@ class SmtpProvider:
     name = "smtp"
     # SMTP has no idempotency key: a message handed over twice is delivered twice.
     honours_idempotency_key = False
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings) -> Self:
+        return cls(settings.smtp, batch_size=settings.batch_size)
 
     def __init__(
         self,
@@ -460,3 +464,6 @@ def _wire_content(message: SurveyEmail) -> bytes:
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return _DOT_AT_LINE_START.sub(b"..", data) + b".\r\n"
+
+
+Adapter: AdapterClass = SmtpProvider  # what surveysync.providers finds for this kind

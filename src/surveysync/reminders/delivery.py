@@ -39,7 +39,7 @@ from surveysync.providers import (
     OutgoingEmail,
     Provider,
     ProviderError,
-    ProviderInDoubt,
+    ProviderLost,
     ProviderUnavailable,
     SendResult,
 )
@@ -234,7 +234,15 @@ class _Sender:
         self._settle(done, repeat)
         rest = [o.request_id for o in outgoing if o.request_id not in {r.request_id for r in done}]
         log.warning("reminders.provider_failed", provider=self.provider.name, error=str(exc))
-        in_doubt = isinstance(exc, ProviderInDoubt)
+        # ProviderUnavailable: nothing of the rest went out; any other ProviderError is an
+        # answer we cannot read, so the call may have been taken, and so may a lost one.
+        in_doubt = not isinstance(exc, ProviderUnavailable)
+        if isinstance(exc, ProviderLost):
+            if exc.key == outgoing[0].batch_key:
+                in_doubt = True
+            else:  # one message lost after going out alone, under a key of its own
+                self._hold(exc.lost, str(exc))
+                rest = [rid for rid in rest if rid not in exc.lost]
         if in_doubt and not self.provider.honours_idempotency_key:
             self._hold(rest, str(exc))
         elif repeat or in_doubt:
