@@ -21,8 +21,7 @@ Trials:
                           then 503 until out of tries
     batch_lost_after_taken  a whole batch taken, its answer lost, then 503 until out of tries
 
-What fails today is marked ``xfail(strict=True)`` with the issue item, one property at a time,
-so a fix shows as XPASS (strict: a failure of the suite) until its mark is removed.
+Each property is its own test per scenario, so a failure names the promise it broke.
 """
 
 from __future__ import annotations
@@ -122,39 +121,6 @@ SCENARIOS = {
         syncs=1,
     ),
 }
-
-ITEM1 = (
-    "issue 11 item 1: a request the receiver may have taken is returned to pending when the "
-    "provider is lost (ProviderUnavailable), and the next run sends it under a new key"
-)
-ITEM2_ORDER = (
-    "issue 11 item 2: a batch repeated after a crash lists its messages in Ledger.unsent "
-    "order (created_at, id), not the order it was first sent in, so the body differs (409)"
-)
-ITEM2_SENDING_AT = (
-    "issue 11 item 2: mark_sending overwrites sending_at on a repeat, so after a second "
-    "crash the repeat is rendered as of the first repeat, not the first call (409)"
-)
-ITEM1_2 = (
-    "issue 11 items 1 and 2: a batch the receiver took goes back to pending when retries "
-    "run out; the next run sends the same set under the same key, in Ledger.unsent order (409)"
-)
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("split_then_lost", "duplicates"): ITEM1,
-    ("split_then_lost", "key_changes"): ITEM1,
-    ("lone_send_reset", "duplicates"): ITEM1,
-    ("lone_send_reset", "key_changes"): ITEM1,
-}
-
-
-def scenarios(prop: str) -> list[Any]:
-    """Every scenario, those known to break ``prop`` today marked xfail(strict) with why."""
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[key]))
-        if (key := (name, prop)) in KNOWN_FAILURES
-        else name
-        for name in SCENARIOS
-    ]
 
 
 @dataclass
@@ -277,31 +243,31 @@ def test_each_trial_meets_the_faults_and_kills_it_scripts(
 # --- the promises --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scenario", scenarios("duplicates"))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_no_request_is_delivered_twice(scenario: str, backend: str, trials: Trials) -> None:
     """The receiver never takes one survey request twice, whatever faults and kills came."""
     assert trials(scenario, backend).findings.of("duplicates") == []
 
 
-@pytest.mark.parametrize("scenario", scenarios("people_twice"))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_no_person_is_asked_twice(scenario: str, backend: str, trials: Trials) -> None:
     """No address receives two surveys within the cooldown."""
     assert trials(scenario, backend).findings.of("people_twice") == []
 
 
-@pytest.mark.parametrize("scenario", scenarios("decisions"))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_every_sale_has_exactly_one_decision(scenario: str, backend: str, trials: Trials) -> None:
     """Every sale read has one decision, and a request decision names that sale's request."""
     assert trials(scenario, backend).findings.of("decisions") == []
 
 
-@pytest.mark.parametrize("scenario", scenarios("unsettled"))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_nothing_is_left_sending_or_pending(scenario: str, backend: str, trials: Trials) -> None:
     """After the clean sync no request is left sending or pending."""
     assert trials(scenario, backend).findings.of("unsettled") == []
 
 
-@pytest.mark.parametrize("scenario", scenarios("sent_not_held"))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_every_request_the_ledger_calls_sent_was_delivered(
     scenario: str, backend: str, trials: Trials
 ) -> None:
@@ -309,7 +275,7 @@ def test_every_request_the_ledger_calls_sent_was_delivered(
     assert trials(scenario, backend).findings.of("sent_not_held") == []
 
 
-@pytest.mark.parametrize("scenario", scenarios("held_not_sent"))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_every_delivered_request_is_recorded_as_sent(
     scenario: str, backend: str, trials: Trials
 ) -> None:
@@ -318,7 +284,7 @@ def test_every_delivered_request_is_recorded_as_sent(
     assert trials(scenario, backend).findings.of("held_not_sent") == []
 
 
-@pytest.mark.parametrize("scenario", scenarios("missing_people"))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_every_eligible_person_is_asked_or_in_doubt(
     scenario: str, backend: str, trials: Trials
 ) -> None:
@@ -326,7 +292,7 @@ def test_every_eligible_person_is_asked_or_in_doubt(
     assert trials(scenario, backend).findings.of("missing_people") == []
 
 
-@pytest.mark.parametrize("scenario", scenarios("unexpected_people"))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_nobody_is_asked_whom_a_clean_run_would_not_ask(
     scenario: str, backend: str, trials: Trials
 ) -> None:
@@ -334,7 +300,7 @@ def test_nobody_is_asked_whom_a_clean_run_would_not_ask(
     assert trials(scenario, backend).findings.of("unexpected_people") == []
 
 
-@pytest.mark.parametrize("scenario", scenarios("repeats_differ"))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_a_repeat_carries_the_same_body_under_its_key(
     scenario: str, backend: str, trials: Trials
 ) -> None:
@@ -343,7 +309,7 @@ def test_a_repeat_carries_the_same_body_under_its_key(
     assert trials(scenario, backend).findings.of("repeats_differ") == []
 
 
-@pytest.mark.parametrize("scenario", scenarios("conflicts"))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_the_receiver_never_answers_a_repeat_with_409(
     scenario: str, backend: str, trials: Trials
 ) -> None:
@@ -351,7 +317,7 @@ def test_the_receiver_never_answers_a_repeat_with_409(
     assert trials(scenario, backend).findings.of("conflicts") == []
 
 
-@pytest.mark.parametrize("scenario", scenarios("key_changes"))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_a_request_keeps_its_key_once_taken(scenario: str, backend: str, trials: Trials) -> None:
     """A request the receiver has taken is never sent again under another key."""
     assert trials(scenario, backend).findings.of("key_changes") == []

@@ -107,6 +107,19 @@ class Requests:
                 update(requests).where(requests.c.id == bindparam("rid")).values(**values), params
             )
 
+    def rekey(self, request_ids: Sequence[str], batch_key: str) -> None:
+        """Requests that went out again in a call of their own (a refused batch split into
+        single messages), under ``batch_key``: a repeat after a lost answer uses that key,
+        in that order, rendered as of the same ``sending_at``."""
+        params = [{"rid": rid, "seq": n} for n, rid in enumerate(request_ids)]
+        with self._db.transaction() as conn:
+            conn.execute(
+                update(requests)
+                .where(requests.c.id == bindparam("rid"))
+                .values(batch_key=batch_key, batch_seq=bindparam("seq")),
+                params,
+            )
+
     def mark_in_doubt(self, request_ids: Sequence[str]) -> None:
         if not request_ids:
             return

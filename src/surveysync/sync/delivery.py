@@ -27,7 +27,7 @@ from surveysync.ledger import (
     new_id,
 )
 from surveysync.model import RequestStatus, Sale
-from surveysync.providers import OutgoingEmail, ProviderUnavailable, SendResult
+from surveysync.providers import OutgoingEmail, ProviderLost, ProviderUnavailable, SendResult
 from surveysync.reminder_rules import reminder_plan
 from surveysync.render import RenderError
 from surveysync.sync.context import RunContext
@@ -131,20 +131,30 @@ class Delivery:
         try:
             results = ctx.provider.send(outgoing)
         except ProviderUnavailable as exc:
-            # What went out before the provider was lost is recorded; the rest left nothing
-            # behind: back to pending, sent by the next run.
-            self._settle(exc.results)
-            settled = {r.request_id for r in exc.results}
-            back = [
-                Settlement(rid, RequestStatus.PENDING, error="provider unavailable")
-                for rid in ids
-                if rid not in settled
-            ]
-            ctx.ledger.requests.settle(back, ctx.clock())
+            self._provider_lost(exc, ids, outgoing[0].batch_key)
             raise
         self._settle(results)
         self._hold_unanswered(set(ids) - {r.request_id for r in results})
         return {r.request_id for r in results if r.status != RequestStatus.SENT}
+
+    def _provider_lost(self, exc: ProviderUnavailable, ids: Sequence[str], key: str) -> None:
+        """What went out before the provider was lost is recorded. What may have reached it
+        (``ProviderLost``) stays ``sending`` under the key it went out under, repeated so by
+        the next run; the rest left nothing behind: back to pending, sent by the next run."""
+        requests = self._ctx.ledger.requests
+        self._settle(exc.results)
+        kept = set(exc.lost) if isinstance(exc, ProviderLost) else set()
+        if isinstance(exc, ProviderLost) and exc.key != key:  # it went out alone
+            requests.rekey(exc.lost, exc.key)
+        if kept:
+            log.warning("requests.kept_in_flight", count=len(kept), error=str(exc))
+        settled = {r.request_id for r in exc.results} | kept
+        back = [
+            Settlement(rid, RequestStatus.PENDING, error="provider unavailable")
+            for rid in ids
+            if rid not in settled
+        ]
+        requests.settle(back, self._ctx.clock())
 
     def _settle(self, results: Sequence[SendResult]) -> None:
         ctx = self._ctx
