@@ -40,8 +40,9 @@ ENV PATH=/opt/surveysync/venv/bin:$PATH \
     SURVEYSYNC__LOGGING__DIR=/var/lib/surveysync/logs
 
 USER surveysync
-# Relative paths in the config (ledger surveysync-data/ledger.sqlite, heartbeat
-# surveysync-data/heartbeat.json, outbox) resolve here, inside the volume.
+# The data belongs here, inside the volume: make the config with
+# `surveysync init --data-dir /var/lib/surveysync` (a relative path in the config is relative
+# to the config's own folder, /etc/surveysync, which the container cannot write).
 WORKDIR /var/lib/surveysync
 VOLUME ["/var/lib/surveysync"]
 

@@ -45,6 +45,7 @@ def test_without_a_config_file_nothing_runs_and_nothing_is_created(
 def test_status_shows_the_running_daemons_next_fire_not_the_configs(store: Store) -> None:
     """A daemon started with another schedule (through the environment) is believed: status
     shows the next fire from its heartbeat, and the config's time only when none runs."""
+    store.run(local(2026, 11, 28, 23))  # the daemon's ledger
     beat_file = store.root / "heartbeat.json"
     beat = heartbeat.Heartbeat("test", "idle", next_fire=local(2026, 11, 29, 21, 30).isoformat())
     heartbeat.write(beat_file, beat)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import tomllib
@@ -149,11 +150,21 @@ def test_environment_overrides_the_file_and_secrets_come_from_files(
 
 
 def test_init_writes_a_config_that_loads_to_the_defaults(tmp_path: Path) -> None:
-    """`surveysync init` writes a file that loads cleanly and matches the built-in defaults."""
+    """`surveysync init` writes a file that loads cleanly and matches the built-in defaults
+    (a relative path meaning the same file beside the config)."""
     target = tmp_path / "surveysync.toml"
     result = CliRunner().invoke(main, ["init", str(target)])
     assert result.exit_code == 0
-    assert load_settings(target).model_dump() == Settings().model_dump()
+    with contextlib.chdir(tmp_path):
+        loaded = load_settings(target).model_dump()
+        defaults = Settings().model_dump()
+    defaults["provider"]["outbox_dir"] = tmp_path / "outbox"
+    defaults["schedule"]["heartbeat_file"] = tmp_path / "surveysync-data/heartbeat.json"
+    for section in ("pos", "ledger"):  # SecretStr compares by value
+        relative = defaults[section].pop("url").get_secret_value()
+        url = loaded[section].pop("url").get_secret_value()
+        assert url == relative.replace("sqlite:///", f"sqlite:///{tmp_path}/")
+    assert loaded == defaults
     again = CliRunner().invoke(main, ["init", str(target)])
     assert again.exit_code == 2 and "already exists" in again.output
 
@@ -328,4 +339,7 @@ def test_every_secret_can_come_from_a_file(tmp_path: Path, section: str, key: st
     settings: Any = load_settings(config)
     for part in section.split("."):
         settings = getattr(settings, part)
-    assert getattr(settings, key).get_secret_value() == "sqlite:///from-a-file-with-a-longer-name.sqlite"
+    # A SQLite URL's relative file is beside the config, like every relative path in it.
+    value = getattr(settings, key).get_secret_value()
+    relative = "sqlite:///from-a-file-with-a-longer-name.sqlite"
+    assert value == relative if key != "url" else value == f"sqlite:///{tmp_path}/{relative[10:]}"

@@ -61,11 +61,17 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path), default=Path("surveysync.toml"))
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(path: Path, force: bool) -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the ledger, outbox and heartbeat paths under this folder (absolute), "
+    "instead of relative to the config file's folder.",
+)
+def init(path: Path, force: bool, data_dir: Path | None) -> None:
     """Write a commented configuration file with every setting."""
     if path.exists() and not force:
         raise ConfigProblem(f"{path} already exists (use --force to overwrite)")
-    path.write_text(example_config_text(), encoding="utf-8")
+    path.write_text(example_config_text(data_dir), encoding="utf-8")
     click.echo(f"wrote {path}; edit it, then run: surveysync --config {path} check")
 
 
@@ -188,7 +194,7 @@ def status(ctx: click.Context, as_json: bool, days: int, show_all: bool) -> None
 
     settings = settings_of(ctx)
     now = now_of(settings)
-    with ledger_of(settings) as ledger:
+    with ledger_of(settings, existing=True) as ledger:
         record_crashed_runs(settings, ledger, now)
         limit = None if show_all else 50
         result = reports.status(ledger, now, settings.store.tz, days, unsettled_limit=limit)
@@ -216,7 +222,7 @@ def explain(ctx: click.Context, /, as_json: bool, **who: str | None) -> None:
 
     one_of(*who.values())
     settings = settings_of(ctx)
-    with ledger_of(settings) as ledger:
+    with ledger_of(settings, existing=True) as ledger:
         email = target_of(ledger, who["email"], None, None).key if who["email"] else None
         result = reports.explain(
             ledger,
@@ -263,7 +269,7 @@ def logs_command(ctx: click.Context, /, **options: Any) -> None:
             raise RunFailed(f"no run in the log files in {settings.logging.dir}")
     email = options.pop("email")
     if email is not None:
-        with ledger_of(settings) as ledger:
+        with ledger_of(settings, existing=True) as ledger:
             options["person"] = target_of(ledger, email, None, None).key[2:14]
     log_filter = logview.LogFilter.from_options(options, settings.store.tz)
     follow = options["follow"]

@@ -13,7 +13,9 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
 import zoneinfo
+from contextvars import ContextVar
 from datetime import datetime, time
 from enum import StrEnum
 from importlib import resources
@@ -57,6 +59,39 @@ class Section(BaseModel):
     """A TOML table: unknown keys are errors, so a typo never silently falls back to a default."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# The folder of the config file being loaded: relative paths in the settings are relative to
+# it, so that every command means the same files from any current folder. None (no file, or
+# settings built in code): relative to the current folder.
+_config_folder: ContextVar[Path | None] = ContextVar("surveysync_config_folder", default=None)
+
+
+def _from_config_folder(value: Path) -> Path:
+    base = _config_folder.get()
+    value = value.expanduser()
+    return value if base is None or value.is_absolute() else base / value
+
+
+# A path setting: relative to the config file's folder.
+ConfigPath = Annotated[Path, AfterValidator(_from_config_folder)]
+_SQLITE_URL = re.compile(r"^(?P<scheme>sqlite(\+\w+)?:///)(?P<path>[^?]*)(?P<query>\?.*)?$")
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def _sqlite_from_config_folder(value: SecretStr) -> SecretStr:
+    """A SQLite URL with a relative file path, made absolute against the config's folder
+    (``sqlite:///data/pos.sqlite`` next to the config, wherever the command runs)."""
+    url = value.get_secret_value()
+    match = _SQLITE_URL.match(url)
+    base = _config_folder.get()
+    if base is None or match is None:
+        return value
+    path = match["path"]
+    if path in ("", ":memory:") or path.startswith(("/", "file:")) or _WINDOWS_DRIVE.match(path):
+        return value
+    absolute = (base / Path(path).expanduser()).as_posix()
+    return SecretStr(f"{match['scheme']}{absolute}{match['query'] or ''}")
 
 
 def _load_secret_files(model: BaseModel, *keys: str) -> None:
@@ -131,7 +166,7 @@ class SqlPosSettings(Section):
 
     kind: Literal["sql"] = "sql"
     url: SecretStr = SecretStr("sqlite:///surveysync-demo/pos.sqlite")
-    url_file: Path | None = None
+    url_file: ConfigPath | None = None
     mapping: Preset = Preset.ASCEND
     # Custom SQL: must yield the columns listed in surveysync.pos.REQUIRED_COLUMNS and filter
     # its event time with the bound parameters :start (exclusive) and :end (inclusive).
@@ -168,11 +203,11 @@ PosSettings = Annotated[Annotated[SqlPosSettings, Tag("sql")], Discriminator(_po
 
 class LedgerSettings(Section):
     url: SecretStr = SecretStr("sqlite:///surveysync-data/ledger.sqlite")
-    url_file: Path | None = None
+    url_file: ConfigPath | None = None
     # Key for the HMAC that names people in the ledger. When unset, a random key is made once
     # and kept in the ledger, so that every store sharing the ledger shares it.
     hash_secret: SecretStr | None = None
-    hash_secret_file: Path | None = None
+    hash_secret_file: ConfigPath | None = None
 
     @model_validator(mode="after")
     def _resolve(self) -> LedgerSettings:
@@ -238,9 +273,9 @@ class SmtpSettings(ProviderSection):
     security: SmtpSecurity = SmtpSecurity.STARTTLS
     username: str | None = None
     password: SecretStr | None = None
-    password_file: Path | None = None
+    password_file: ConfigPath | None = None
     # A CA bundle to trust instead of the system's (a relay with an internal certificate).
-    ca_file: Path | None = None
+    ca_file: ConfigPath | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
     # Never more than this many messages per second through one connection; None: no limit.
     max_per_second: Annotated[float, Field(gt=0)] | None = None
@@ -306,7 +341,7 @@ class HttpSettings(Section):
 
 class _ApiKeySettings(ProviderSection):
     api_key: SecretStr | None = None
-    api_key_file: Path | None = None
+    api_key_file: ConfigPath | None = None
 
     @model_validator(mode="after")
     def _resolve(self) -> _ApiKeySettings:
@@ -363,7 +398,7 @@ class WebhookSettings(ProviderSection):
     url: ApiUrl | None = None
     # Signs every POST (HMAC-SHA256 over timestamp and body); the receiver checks it.
     secret: SecretStr | None = None
-    secret_file: Path | None = None
+    secret_file: ConfigPath | None = None
 
     @model_validator(mode="after")
     def _resolve(self) -> WebhookSettings:
@@ -376,7 +411,7 @@ class WebhookSettings(ProviderSection):
 
 class ProviderSettings(Section):
     kind: ProviderKind = ProviderKind.OUTBOX
-    outbox_dir: Path = Path("outbox")
+    outbox_dir: ConfigPath = Path("outbox")
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
     smtp: SmtpSettings = SmtpSettings()
     http: HttpSettings = HttpSettings()
@@ -413,11 +448,11 @@ class EmailSettings(Section):
     # Signs the score and unsubscribe links (at least 32 bytes); kept out of the TOML file
     # in production.
     link_secret: SecretStr = SecretStr("change-me-demo-link-secret-of-32-bytes-or-more")
-    link_secret_file: Path | None = None
+    link_secret_file: ConfigPath | None = None
     link_valid_days: Annotated[int, Field(ge=1, le=365)] = 60
     # A folder whose <locale>/subject.txt, body.txt, body.html (or layout.*) replace the
     # built-in templates; `surveysync check` reports a broken one.
-    templates_dir: Path | None = None
+    templates_dir: ConfigPath | None = None
     # Templates stored at the provider, by locale ("*" for every locale): template id.
     provider_templates: dict[str, str] = Field(default_factory=dict)
 
@@ -604,7 +639,7 @@ class LogLevel(StrEnum):
 class LoggingSettings(Section):
     level: LogLevel = LogLevel.INFO
     # Folder for JSON-lines log files, one per day (unset: the console only).
-    dir: Path | None = None
+    dir: ConfigPath | None = None
     # Daily log files older than this are deleted.
     keep_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
@@ -629,7 +664,7 @@ class ScheduleSettings(Section):
     retry_first_minutes: Annotated[float, Field(gt=0, le=240)] = 2.0
     retry_max_minutes: Annotated[float, Field(gt=0, le=240)] = 30.0
     # Written at every start, fire and run end, for monitoring tools.
-    heartbeat_file: Path = Path("surveysync-data/heartbeat.json")
+    heartbeat_file: ConfigPath = Path("surveysync-data/heartbeat.json")
 
     @field_validator("at", "retry_until")
     @classmethod
@@ -665,6 +700,28 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     review: ReviewSettings = ReviewSettings()
     reminders: ReminderSettings = ReminderSettings()
+
+    @model_validator(mode="after")
+    def _defaults_from_config_folder(self) -> Settings:
+        """The default paths are relative to the config file's folder too (given values
+        already are): the ledger a config means never depends on the current folder."""
+        if _config_folder.get() is None:
+            return self
+        updates: dict[str, BaseModel] = {
+            "ledger": self.ledger.model_copy(
+                update={"url": _sqlite_from_config_folder(self.ledger.url)}
+            ),
+            "pos": self.pos.model_copy(update={"url": _sqlite_from_config_folder(self.pos.url)}),
+            "provider": self.provider.model_copy(
+                update={"outbox_dir": _from_config_folder(self.provider.outbox_dir)}
+            ),
+            "schedule": self.schedule.model_copy(
+                update={"heartbeat_file": _from_config_folder(self.schedule.heartbeat_file)}
+            ),
+        }
+        for name, section in updates.items():
+            object.__setattr__(self, name, section)
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -739,12 +796,15 @@ def load_settings(path: Path | None = None, *, require_file: bool = False) -> Se
             raise ConfigError(_no_config())
         path = None
     bound = type("BoundSettings", (Settings,), {"_toml_path": path})
+    folder = _config_folder.set(path.resolve().parent if path is not None else None)
     try:
         return bound()  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
     except ValueError as exc:  # malformed TOML surfaces as tomllib.TOMLDecodeError
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    finally:
+        _config_folder.reset(folder)
 
 
 def _no_config() -> str:
@@ -840,6 +900,22 @@ def _redacted(key: str, value: Any) -> Any:
     return value
 
 
-def example_config_text() -> str:
-    """The commented configuration file ``surveysync init`` writes (every setting)."""
-    return (resources.files("surveysync") / "data" / "surveysync.example.toml").read_text("utf-8")
+# The example's data paths, relative to the config's folder, and their names under a
+# ``--data-dir``.
+_DATA_PATHS = {
+    'url = "sqlite:///surveysync-data/ledger.sqlite"': 'url = "sqlite:///{}/ledger.sqlite"',
+    'outbox_dir = "outbox"': 'outbox_dir = "{}/outbox"',
+    'heartbeat_file = "surveysync-data/heartbeat.json"': 'heartbeat_file = "{}/heartbeat.json"',
+}
+
+
+def example_config_text(data_dir: Path | None = None) -> str:
+    """The commented configuration file ``surveysync init`` writes (every setting); with
+    ``data_dir``, the ledger, outbox and heartbeat are written as absolute paths under it."""
+    text = (resources.files("surveysync") / "data" / "surveysync.example.toml").read_text("utf-8")
+    if data_dir is None:
+        return text
+    folder = data_dir.expanduser().absolute().as_posix().rstrip("/")
+    for line, under in _DATA_PATHS.items():
+        text = text.replace(line, under.format(folder))
+    return text

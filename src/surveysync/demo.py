@@ -15,6 +15,7 @@ from __future__ import annotations
 import email
 import email.policy
 import html
+import os
 import random
 import re
 import shutil
@@ -340,12 +341,13 @@ default_locale = "en"
 locations = {{ {locations} }}
 
 [pos]
-url = "sqlite:///{(directory / "pos.sqlite").as_posix()}"
+# Relative paths are relative to this file's folder.
+url = "sqlite:///pos.sqlite"
 mapping = "ascend"
 timestamps = "local"
 
 [ledger]
-url = "sqlite:///{(directory / "ledger.sqlite").as_posix()}"
+url = "sqlite:///ledger.sqlite"
 
 [rules]
 excluded_locations = ["{DEMO_EXCLUDED_LOCATION}"]
@@ -357,7 +359,7 @@ first_run_start = {first_run_start.replace(microsecond=0).isoformat()}
 
 [provider]
 kind = "outbox"
-outbox_dir = "{outbox.as_posix()}"
+outbox_dir = "{Path(os.path.relpath(outbox.resolve(), directory.resolve())).as_posix()}"
 
 [web]
 # `surveysync --config {(directory / "surveysync.toml").as_posix()} web` serves the survey page

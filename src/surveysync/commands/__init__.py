@@ -65,11 +65,13 @@ def now_of(settings: Settings) -> datetime:
 
 
 @contextmanager
-def ledger_of(settings: Settings) -> Iterator[Ledger]:
+def ledger_of(settings: Settings, *, existing: bool = False) -> Iterator[Ledger]:
+    """The configured ledger for one command; ``existing`` for a command that only reads:
+    a ledger that is not there is an error naming where, never a new empty one."""
     from surveysync.ledger import LedgerError, open_ledger
 
     try:
-        ledger = open_ledger(settings)
+        ledger = open_ledger(settings, existing=existing)
     except LedgerError as exc:
         raise RunFailed(str(exc)) from None
     try:

@@ -82,7 +82,7 @@ def _unsubscribe_by_link(settings: Settings, link: str, reason: str | None) -> N
 def suppress_remove(ctx: click.Context, /, **who: str | None) -> None:
     """Remove a suppression."""
     settings = settings_of(ctx)
-    with ledger_of(settings) as ledger:
+    with ledger_of(settings, existing=True) as ledger:
         target = target_of(ledger, **who)
         removed = ledger.suppressions.remove(target.kind, target.key)
     if not removed:
@@ -100,6 +100,6 @@ def suppress_list(ctx: click.Context, show_addresses: bool) -> None:
     from surveysync.console import print_suppressions
 
     settings = settings_of(ctx)
-    with ledger_of(settings) as ledger:
+    with ledger_of(settings, existing=True) as ledger:
         rows = ledger.suppressions.all(show_addresses=show_addresses)
     print_suppressions(Output(), rows, settings.store.tz)

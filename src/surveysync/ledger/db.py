@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, case, create_engine, event, func, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
@@ -68,8 +68,22 @@ class LedgerDb:
             self._pinned.begin()
 
     @classmethod
-    def open(cls, url: str, *, pinned: bool = False) -> LedgerDb:
-        return cls(create_ledger_engine(url), pinned=pinned)
+    def open(cls, url: str, *, pinned: bool = False, existing: bool = False) -> LedgerDb:
+        """The ledger database at ``url``; ``existing``: it must have been made already."""
+        db = cls(create_ledger_engine(url, existing=existing), pinned=pinned)
+        if existing and not db._has_tables():
+            db.close()
+            raise LedgerError(_no_ledger(make_url(url).render_as_string(hide_password=True)))
+        return db
+
+    def _has_tables(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                return inspect(conn).has_table("runs")
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"the ledger database failed: {first_line(exc)}") from exc
+        finally:
+            self.engine.dispose()  # whoever opened it may still set up its connections
 
     @property
     def dialect(self) -> str:
@@ -125,7 +139,9 @@ class LedgerDb:
             migrate.upgrade(conn)
 
 
-def create_ledger_engine(url: str) -> Engine:
+def create_ledger_engine(url: str, *, existing: bool = False) -> Engine:
+    """The engine for ``url``; a SQLite file's folder is made, unless ``existing`` asks for
+    a ledger that must be there already (a command that only reads never makes one)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -136,10 +152,20 @@ def create_ledger_engine(url: str) -> Engine:
         except (NoSuchModuleError, ImportError) as exc:
             raise LedgerError(_missing_driver(parsed.get_backend_name(), exc)) from exc
     if parsed.database and parsed.database != ":memory:":
+        if existing and not Path(parsed.database).is_file():
+            raise LedgerError(_no_ledger(str(Path(parsed.database).absolute())))
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(parsed)
     _sqlite_transactions(engine)
     return engine
+
+
+def _no_ledger(where: str) -> str:
+    return (
+        f"no ledger at {where}: surveysync has not run with this configuration yet, or "
+        "ledger.url names another place (a relative path is relative to the config file's "
+        "folder); `surveysync sync` or the daemon (`surveysync run`) makes it"
+    )
 
 
 def _missing_driver(backend: str, exc: BaseException) -> str:

@@ -59,11 +59,18 @@ class Ledger:
 
     @classmethod
     def open(
-        cls, url: str, store: str, hash_secret: str | None = None, *, dry_run: bool = False
+        cls,
+        url: str,
+        store: str,
+        hash_secret: str | None = None,
+        *,
+        dry_run: bool = False,
+        existing: bool = False,
     ) -> Ledger:
         """Open (and migrate) the ledger at ``url`` for ``store``; ``dry_run`` pins it so
-        that closing it rolls back everything written."""
-        return cls(LedgerDb.open(url, pinned=dry_run), store, hash_secret)
+        that closing it rolls back everything written; ``existing``: a ledger that is not
+        there yet is an error (LedgerError naming where), never made."""
+        return cls(LedgerDb.open(url, pinned=dry_run, existing=existing), store, hash_secret)
 
     @property
     def engine(self) -> Engine:
@@ -83,13 +90,15 @@ class Ledger:
             yield conn
 
 
-def open_ledger(settings: Settings, *, dry_run: bool = False) -> Ledger:
+def open_ledger(settings: Settings, *, dry_run: bool = False, existing: bool = False) -> Ledger:
     """The ledger this configuration names, for its store: the one way every command, the
-    daemon, the survey page and the demo open it."""
+    daemon, the survey page and the demo open it. ``existing`` for commands that only read:
+    they never make a ledger (a missing one is a LedgerError naming where it was looked for)."""
     secret = settings.ledger.hash_secret
     return Ledger.open(
         settings.ledger.url.get_secret_value(),
         settings.store.id,
         secret.get_secret_value() if secret else None,
         dry_run=dry_run,
+        existing=existing,
     )

@@ -39,7 +39,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -59,8 +58,6 @@ from sqlalchemy import (
     true,
     values,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from surveysync.config import Settings
 from surveysync.ledger import migrate
@@ -102,9 +99,7 @@ class Comment:
 def open_for_reading(settings: Settings) -> LedgerDb:
     """The ledger, opened so that it can only be read. Raises LedgerNotReady when there is
     none yet or it is at another schema revision than this version's."""
-    url = settings.ledger.url.get_secret_value()
-    _refuse_missing_sqlite_file(url)
-    db = LedgerDb.open(url)
+    db = LedgerDb.open(settings.ledger.url.get_secret_value(), existing=True)
     _read_only(db.engine)
     try:
         with db.reading() as conn:
@@ -113,20 +108,6 @@ def open_for_reading(settings: Settings) -> LedgerDb:
         db.close()
         raise
     return db
-
-
-def _refuse_missing_sqlite_file(url: str) -> None:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return  # LedgerDb.open says so in its own words
-    database = parsed.database
-    on_disk = parsed.get_backend_name() == "sqlite" and database and database != ":memory:"
-    if on_disk and not Path(str(database)).is_file():
-        raise LedgerNotReady(
-            f"no ledger at {database}: nothing to report until `surveysync sync` "
-            "or the daemon has run"
-        )
 
 
 def _refuse_other_revision(conn: Connection) -> None:
