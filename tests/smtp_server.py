@@ -77,6 +77,7 @@ class Handler:
     unanswered: list[Received] = field(default_factory=list)
     mail_times: list[float] = field(default_factory=list)
     peers: list[Any] = field(default_factory=list)  # one per connection that sent MAIL
+    rcpt_addresses: list[str] = field(default_factory=list)  # every RCPT, refused or not
     listener: asyncio.AbstractServer | None = None
     mail_commands: int = 0
     faults_injected: Counter[str] = field(default_factory=Counter)
@@ -122,6 +123,7 @@ class Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        self.rcpt_addresses.append(address)
         if address in self.refuse:
             return self.refuse[address]
         if self.busy.get(address, 0) > 0:

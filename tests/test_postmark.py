@@ -266,6 +266,9 @@ def test_every_result_s_error_code_is_read(store: Store, postmark: Postmark) -> 
     assert errors["j***@example.com"].startswith("ErrorCode 300: Invalid 'To' address")
     assert "jürgen" not in errors["j***@example.com"]
     assert statuses(store) == ["pending", "rejected", "rejected", "sent", "sent"]
+    # Only the inactive recipient is refused as an address: suppressed, never tried again.
+    listed = store.ledger_rows("SELECT display, source, reason FROM suppressions")
+    assert listed == [("b***@example.com", "provider", "rejected")]
 
     del postmark.codes["c2@example.com"]
     store.run(NEXT_NIGHT)

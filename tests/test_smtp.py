@@ -197,6 +197,41 @@ def test_a_refused_recipient_is_rejected_with_the_servers_reply(
     assert error == "550 5.1.1 <c***@example.com>: Recipient address rejected: no such user"
 
 
+def test_an_address_refused_for_good_is_suppressed_and_not_tried_again(
+    store: Store, start_server: StartServer
+) -> None:
+    """A 550 at RCPT suppresses the address (`suppress list`: provider, rejected), so the
+    customer's next sale is skipped as unsubscribed without a word to the server; a 4xx
+    suppresses nothing; after `suppress remove` the address is tried again."""
+    server = start_server()
+    server.handler.refuse["c1@example.com"] = REFUSAL.format(address="c1@example.com")
+    server.handler.busy["c2@example.com"] = 100  # 4xx for every try tonight
+    use_smtp(store, server.port, retry_attempts="2")
+    sales(store, 3)
+    store.run(NIGHT)
+
+    listed = store.cli("suppress", "list").output
+    assert re.search(r"c\*\*\*@example\.com\s.*provider\s.*rejected", listed), listed
+    assert listed.count("@example.com") == 1  # the busy one is not suppressed
+    store.pos.sale("C1", datetime(2026, 12, 5, 12, 0))
+    server.handler.busy.clear()
+    server.handler.rcpt_addresses.clear()
+    report = store.run(NIGHT + timedelta(days=15))
+    assert report.counts["unsubscribed"] == 1
+    assert server.handler.rcpt_addresses == ["c2@example.com"]  # the pending one, sent now
+    assert store.cli("suppress", "remove", "--email", "c1@example.com").exit_code == 0
+    store.pos.sale("C1", datetime(2026, 12, 6, 12, 0))
+    store.run(NIGHT + timedelta(days=16))
+    assert _statuses_for(store, "C1") == ["rejected", "rejected"]
+
+
+def _statuses_for(store: Store, customer_id: str) -> list[str]:
+    rows = store.ledger_rows(
+        f"SELECT status FROM requests WHERE customer_id = '{customer_id}' ORDER BY created_at"
+    )
+    return [status for (status,) in rows]
+
+
 def _row_for(store: Store, customer_id: str) -> tuple[str, str | None]:
     rows = store.ledger_rows(
         f"SELECT status, error FROM requests WHERE customer_id = '{customer_id}'"

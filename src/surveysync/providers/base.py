@@ -22,7 +22,10 @@ A problem with one address is not an exception either: it is that request's ``Se
 and the rest of the batch goes on. Its status says what the ledger must do with it:
 
     sent       accepted by the provider
-    rejected   refused for good (the provider's message kept); the cooldown is given back
+    rejected   refused for good (the provider's message kept); the cooldown is given back.
+               ``address_refused``: the refusal is about the address itself (an SMTP 5xx to
+               RCPT, a provider's inactive or invalid recipient): the ledger suppresses it,
+               so no later sale tries it again
     failed     could not be sent for a reason of ours; the cooldown is given back
     pending    refused for now (a 4xx that outlived its retries): nothing left the
                building, and the next run sends it
@@ -95,6 +98,7 @@ class SendResult:
     status: RequestStatus  # never SENDING
     provider_message_id: str | None = None
     error: str | None = None
+    address_refused: bool = False  # only with REJECTED: the address is refused for good
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ from surveysync.providers.http import HttpProvider
 MAX_BATCH = 500
 TOKEN_HEADER = "X-Postmark-Server-Token"
 TEMPORARY_CODES = frozenset({100, 429})
+INACTIVE_RECIPIENT = 406  # the address bounced hard, complained or was suppressed
 # The server, account or configuration cannot send, whoever the message is for.
 SERVER_CODES = frozenset({10, 400, 401, 405, 412, 413, 1101})
 
@@ -222,7 +223,8 @@ def _result(request_id: str, code: int | None, words: str, message_id: Any) -> S
     if code == 0:
         return SendResult(request_id, RequestStatus.SENT, str(message_id) if message_id else None)
     status = RequestStatus.PENDING if code in TEMPORARY_CODES else RequestStatus.REJECTED
-    return SendResult(request_id, status, error=f"ErrorCode {code}: {words}")
+    error = f"ErrorCode {code}: {words}"
+    return SendResult(request_id, status, error=error, address_refused=code == INACTIVE_RECIPIENT)
 
 
 def _code(answer: dict[str, Any]) -> int | None:

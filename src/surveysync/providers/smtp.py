@@ -16,7 +16,8 @@ nowhere else; only ``SendResult`` and ``ProviderUnavailable`` leave the module::
 
     what happened                                 inside            what the caller gets
     ────────────────────────────────────────────  ────────────────  ───────────────────────
-    5xx to MAIL, RCPT, DATA or to the content     _Refused          rejected (reply kept)
+    5xx to MAIL, RCPT, DATA or to the content     _Refused          rejected (reply kept;
+                                                                    at RCPT: the address)
     the server lacks SMTPUTF8, the address needs  _Refused          rejected
     4xx anywhere, still 4xx after the retries     _Refused (temp.)  pending (reply kept)
     connection lost before the content went out   _Lost             retried on a new
@@ -186,7 +187,8 @@ class SmtpProvider:
                 reply=exc.reply,
                 status=status,
             )
-            return SendResult(email.request_id, status, error=exc.reply)
+            refused = exc.stage == "RCPT" and not exc.temporary  # this address, for good
+            return SendResult(email.request_id, status, error=exc.reply, address_refused=refused)
         except _Lost as exc:
             return self._lost_result(email, exc)
 

@@ -31,7 +31,7 @@ from surveysync.providers import OutgoingEmail, ProviderLost, ProviderUnavailabl
 from surveysync.reminder_rules import reminder_plan
 from surveysync.render import RenderError
 from surveysync.sync.context import RunContext
-from surveysync.sync.people import Eligible, People, person_tag
+from surveysync.sync.people import Eligible, People, normalized, person_tag
 
 log = structlog.get_logger("surveysync.sync")
 
@@ -41,6 +41,7 @@ class Delivery:
         self._ctx = ctx
         self._people = people
         self._named: dict[str, tuple[str, str | None]] = {}  # request id -> (masked, person)
+        self._addresses: dict[str, str] = {}  # request id -> address, while it is sent
         settings = ctx.settings
         self._reminders = reminder_plan(settings.review, settings.reminders, ctx.tz)
 
@@ -70,6 +71,7 @@ class Delivery:
             c.request_id: (mask_email(c.email), person_tag([c.person_key or ""]))
             for c in claimables
         }
+        self._addresses = {c.request_id: c.email for c in claimables}
         for batch in batches(list(claimables), ctx.provider.max_batch_size):
             ctx.check_stop()  # what is claimed but not sent waits as pending
             key = batch_key or _batch_key([c.request_id for c in batch])
@@ -166,6 +168,7 @@ class Delivery:
         ]
         ctx.ledger.requests.settle(settlements, ctx.clock(), reminders=self._reminders)
         ctx.ledger.requests.mark_in_doubt(in_doubt)
+        self._suppress_refused([r for r in results if r.address_refused])
         ctx.progress("sent", sum(r.status == RequestStatus.SENT for r in results))
         for result in results:
             ctx.report.counts[result.status] += 1
@@ -186,6 +189,19 @@ class Delivery:
                     status=result.status,
                     error=result.error,
                 )
+
+    def _suppress_refused(self, results: Sequence[SendResult]) -> None:
+        """An address the provider refused for good is suppressed (reason ``rejected``,
+        shown by `suppress list`, removable there), so no later sale tries it again."""
+        ctx = self._ctx
+        rows = []
+        for result in results:
+            address = normalized(self._addresses.get(result.request_id, ""))
+            if result.status == RequestStatus.REJECTED and address is not None:
+                rows.append((ctx.ledger.keys.email(address), mask_email(address), "rejected"))
+        if rows:
+            added = ctx.ledger.suppressions.add_emails(rows, "provider", ctx.clock())
+            log.info("suppressions.rejected_addresses", count=len(rows), added=added)
 
     def _hold_unanswered(self, request_ids: set[str]) -> None:
         """A provider that gives no result for a request leaves it in doubt, shown in
