@@ -47,9 +47,10 @@ from tests.crash_shop import TZ, HttpTiming, scripted_shop
 
 # Attempts are part of the script: call numbers count every retry. The read timeout only
 # ends calls the receiver never answers (handled_hold); it is long so that a sync held for a
-# kill is always killed before it could give up, however slow the machine.
+# kill is always killed before it could give up, and so that no answered call ever runs
+# into it on a loaded machine (which would add a retry and shift every call number after).
 TIMING = HttpTiming(
-    timeout_seconds=5.0, connect_timeout_seconds=5.0, retry_attempts=3, retry_seconds=30.0
+    timeout_seconds=20.0, connect_timeout_seconds=20.0, retry_attempts=3, retry_seconds=120.0
 )
 STAY_DOWN = -1.0  # a receiver that kills itself stays down until the sync has ended
 

@@ -165,7 +165,7 @@ def _refuse_a_missing_file(engine: Engine, path: Path | None) -> None:
         if not path.is_file():
             raise PosUnavailable(
                 f"the POS database is unavailable: the file {str(path.resolve())!r} does not "
-                "exist (pos.url; a relative path is read from the working directory)"
+                "exist (pos.url; a relative path is relative to the config file's folder)"
             )
 
 
