@@ -53,7 +53,7 @@ class OutboxProvider:
             ) from exc
 
     def _write(self, email: OutgoingEmail) -> SendResult:
-        data = email.message.to_mime().as_bytes()
+        data = email.message.to_bytes()
         target = self.folder / f"{email.idempotency_key}.eml"
         try:
             fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
