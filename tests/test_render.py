@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from email.header import decode_header
 from pathlib import Path
 
 import pytest
+from itsdangerous import Signer
 from structlog.testing import capture_logs
 
 from surveysync.config import EmailSettings, StoreSettings
@@ -23,6 +25,7 @@ from surveysync.render import (
     token_from,
 )
 from surveysync.render.korean import particle
+from surveysync.render.tokens import LINK_SALT, SCORES
 
 NOW = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)
 REQUEST = "0123456789abcdef0123456789abcdef"
@@ -139,6 +142,19 @@ def test_changing_any_character_of_a_token_makes_it_invalid() -> None:
             with pytest.raises(InvalidLink) as refused:
                 signer.read(forged, NOW)
             assert refused.value.problem is LinkProblem.TAMPERED, (i, forged)
+
+
+def test_links_already_sent_keep_working() -> None:
+    """The key is derived once per signer now; the tokens are still exactly those of
+    itsdangerous' own Signer (as every link already in a mailbox was signed), both ways."""
+    plain = Signer("s" * 32, salt=LINK_SALT, digest_method=hashlib.sha256)
+    ours = LinkSigner("s" * 32, timedelta(days=60))
+    expires = int((NOW + timedelta(days=60)).timestamp())
+    for score in SCORES:
+        token = ours.score_token(REQUEST, score, NOW)
+        assert token == plain.sign(f"{REQUEST}.{score}.{expires}").decode("ascii")
+    old = plain.sign(f"{REQUEST}.u.{expires}").decode("ascii")
+    assert ours.read(old, NOW).is_unsubscribe
 
 
 def test_a_better_score_cannot_be_forged_by_editing_the_link() -> None:
