@@ -15,7 +15,7 @@ from email.headerregistry import Address
 from email.utils import format_datetime
 from typing import Any
 
-from surveysync.addresses import InvalidAddress, accept
+from surveysync.addresses import AcceptedAddress, InvalidAddress, accept
 from surveysync.render import headers, mime
 
 # Control characters, line and paragraph separators, and the bidirectional overrides and
@@ -61,7 +61,12 @@ def deliverable(address: str) -> Recipient:
         valid = accept(address)
     except InvalidAddress as exc:
         raise RenderError(f"unusable address: {exc}") from None
-    return Recipient(valid.local_part, valid.ascii_domain)
+    return recipient(valid)
+
+
+def recipient(address: AcceptedAddress) -> Recipient:
+    """Where an accepted address is sent: as written before the @, the domain in IDNA."""
+    return Recipient(address.local_part, address.ascii_domain)
 
 
 def clean_text(value: Any, limit: int = _MAX_NAME) -> str:
