@@ -67,7 +67,9 @@ def meaning(raw: bytes) -> dict[str, Any]:
 def assert_same_meaning(message: SurveyEmail) -> bytes:
     raw = message.to_bytes()
     assert meaning(raw) == meaning(stdlib_bytes(message))
-    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    header, body = raw.split(b"\r\n\r\n", 1)
+    assert all(len(line) <= 998 for line in header.split(b"\r\n"))
+    assert all(len(line) <= 76 for line in body.split(b"\r\n"))  # RFC 2045
     assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r" not in raw.replace(b"\r\n", b"")
     return raw
 

@@ -14,7 +14,8 @@ The result means what the email package wrote for the same message (tests parse 
 with the strict policy and compare every header and both parts' content): line ends in a
 body are normalized to one newline each, and the body ends with one, as the email package's
 ``set_content`` does; quoted-printable comes from ``binascii.b2a_qp`` (lines of at most 76
-characters plus the soft break, trailing spaces and tabs encoded). Lines end in CRLF.
+characters, soft break included, as RFC 2045 asks; trailing spaces and tabs encoded). Lines
+end in CRLF.
 
 Why a boundary that starts with ``=`` is always safe: quoted-printable writes every ``=`` of
 the content as ``=3D`` and a soft break only at a line's end, so no body line can start with
