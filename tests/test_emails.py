@@ -7,9 +7,11 @@ import re
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import surveysync.addresses
 from surveysync.ledger import Ledger
 from surveysync.links import link_signer, unsubscribe_by_link, verify_link
 from surveysync.render import InvalidLink, LinkProblem, token_from
@@ -221,3 +223,24 @@ def test_a_broken_template_fails_check_but_not_the_night(store: Store, tmp_path:
     html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "How likely are you to recommend Test Cycles" in html
     assert len(score_urls(message, "html")) == 11
+
+
+def test_each_address_is_checked_once_per_sale(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A night checks each sale's address once: the rules' check is the one the email is
+    sent to (the syntax check costs as much as building the message did)."""
+    checked: list[str] = []
+    validate = surveysync.addresses.validate_email
+
+    def counting(text: str, **options: Any) -> Any:
+        checked.append(text)
+        return validate(text, **options)
+
+    monkeypatch.setattr(surveysync.addresses, "validate_email", counting)
+    for n, address in enumerate(["kim@example.com", "Jürgen@Bücher.Example", "bad@@x"]):
+        store.customer(f"C{n}", address)
+        store.pos.sale(f"C{n}", datetime(2026, 11, 20, 10, 0))
+    store.run(local(2026, 11, 20, 23))
+    assert store.recipients() == ["Jürgen@xn--bcher-kva.example", "kim@example.com"]
+    assert sorted(checked) == sorted(["kim@example.com", "Jürgen@Bücher.Example", "bad@@x"])

@@ -109,7 +109,7 @@ def test_a_long_or_tricky_name_never_breaks_the_message(first: str, last: str) -
     renderer = Renderer(StoreSettings(name="Test Cycles"), EmailSettings())
     payload = {"first_name": first, "last_name": last, "language": "en"}
     rendered = renderer.render("0" * 32, "kim@example.com", payload, NOW)
-    raw = rendered.to_mime().as_bytes()
+    raw = rendered.to_bytes()
     parsed = email.message_from_bytes(raw, policy=email.policy.strict)
     assert sorted(parsed.keys()) == sorted(
         [

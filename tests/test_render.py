@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from email.header import decode_header
 from pathlib import Path
 
 import pytest
+from itsdangerous import Signer
 from structlog.testing import capture_logs
 
 from surveysync.config import EmailSettings, StoreSettings
@@ -23,6 +25,7 @@ from surveysync.render import (
     token_from,
 )
 from surveysync.render.korean import particle
+from surveysync.render.tokens import LINK_SALT, SCORES
 
 NOW = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)
 REQUEST = "0123456789abcdef0123456789abcdef"
@@ -139,6 +142,19 @@ def test_changing_any_character_of_a_token_makes_it_invalid() -> None:
             with pytest.raises(InvalidLink) as refused:
                 signer.read(forged, NOW)
             assert refused.value.problem is LinkProblem.TAMPERED, (i, forged)
+
+
+def test_links_already_sent_keep_working() -> None:
+    """The key is derived once per signer now; the tokens are still exactly those of
+    itsdangerous' own Signer (as every link already in a mailbox was signed), both ways."""
+    plain = Signer("s" * 32, salt=LINK_SALT, digest_method=hashlib.sha256)
+    ours = LinkSigner("s" * 32, timedelta(days=60))
+    expires = int((NOW + timedelta(days=60)).timestamp())
+    for score in SCORES:
+        token = ours.score_token(REQUEST, score, NOW)
+        assert token == plain.sign(f"{REQUEST}.{score}.{expires}").decode("ascii")
+    old = plain.sign(f"{REQUEST}.u.{expires}").decode("ascii")
+    assert ours.read(old, NOW).is_unsubscribe
 
 
 def test_a_better_score_cannot_be_forged_by_editing_the_link() -> None:
@@ -313,7 +329,7 @@ HOSTILE_NAMES = [
 def test_a_hostile_name_stays_inert_text(name: str) -> None:
     """Nothing in a name adds a header, changes the MIME structure, or runs as HTML."""
     message = render(renderer(), name, language="en")
-    raw = message.to_mime().as_bytes()
+    raw = message.to_bytes()
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
 
     assert sorted(parsed.keys()) == sorted(
@@ -341,7 +357,7 @@ def test_long_headers_are_never_refolded_and_encoded_words_stay_short() -> None:
     """List-Unsubscribe is one line with its https and mailto URIs; a long Hangul subject
     becomes RFC 2047 words of at most 75 characters."""
     message = render(renderer(), "민준ü" * 40, language="ko")
-    raw = message.to_mime().as_bytes().decode("ascii")
+    raw = message.to_bytes().decode("ascii")
     header_block = raw.split("\r\n\r\n", 1)[0]
     [unsubscribe] = [
         line for line in header_block.split("\r\n") if line.startswith("List-Unsubscribe:")

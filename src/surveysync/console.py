@@ -387,7 +387,11 @@ def next_ask_line(result: reports.ExplainResult, tz: Any) -> str:
 
 
 def print_preview(out: Output, email: SurveyEmail) -> None:
-    mime = email.to_mime()
+    from email import message_from_string  # only here: the CLI starts without the email package
+    from email.policy import default
+
+    # Read back as a mail client would: encoded words decoded, UTF-8 headers (RFC 6532) kept.
+    mime = message_from_string(email.to_bytes().decode("utf-8"), policy=default)
     for name in ("From", "Reply-To", "To", "Subject", "Date", *email.extra_headers()):
         if mime[name] is not None:
             out.line(f"{name}: {mime[name]}")

@@ -462,7 +462,7 @@ def _mail_options(session: _Session, message: SurveyEmail) -> list[str]:
 
 def _wire_content(message: SurveyEmail) -> bytes:
     """The message as DATA sends it: CRLF lines, leading dots doubled, ending in CRLF.CRLF."""
-    data = message.to_mime().as_bytes()
+    data = message.to_bytes()
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return _DOT_AT_LINE_START.sub(b"..", data) + b".\r\n"

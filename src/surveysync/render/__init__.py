@@ -2,15 +2,14 @@
 
 ``templates``  built-in and operator templates, each checked before the first email
 ``tokens``     signed score and unsubscribe links (pure)
-``message``    the email's parts and headers, and its MIME form
+``message``    the email's parts and headers
+``mime``       its RFC 5322 bytes, one fixed MIME shape written directly
 ``renderer``   puts them together for one request
 
 Never sends and never touches the ledger.
 """
 
 from surveysync.render.message import (
-    MESSAGE_POLICY,
-    SMTPUTF8_POLICY,
     ProviderTemplate,
     Recipient,
     RenderError,
@@ -23,8 +22,6 @@ from surveysync.render.templates import TemplateProblem, TemplateSet
 from surveysync.render.tokens import InvalidLink, LinkClaim, LinkProblem, LinkSigner, token_from
 
 __all__ = [
-    "MESSAGE_POLICY",
-    "SMTPUTF8_POLICY",
     "InvalidLink",
     "LinkClaim",
     "LinkProblem",

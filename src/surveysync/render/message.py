@@ -12,66 +12,22 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import EmailPolicy
 from email.utils import format_datetime
 from typing import Any
 
-from surveysync.addresses import InvalidAddress, accept
-from surveysync.render import headers
+from surveysync.addresses import AcceptedAddress, InvalidAddress, accept
+from surveysync.render import headers, mime
 
 # Control characters, line and paragraph separators, and the bidirectional overrides and
 # isolates (which can make "gpj.exe" read as "exe.jpg"): never part of a one-line value.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 _SPACES = re.compile(r"\s+")
 _MAX_NAME = 100
-# Headers whose values ``surveysync.render.headers`` builds from parts of fixed meaning and
-# folds at single spaces; the email package stores and writes them as they are, never
-# parsing them again (see that module for what its folder did to them).
-_OWN = frozenset({"from", "to", "reply-to", "subject"})
 # Headers we build from ASCII parts only, written verbatim on one line (well under 998
-# characters). Folded at 78 columns, the library would turn a long URL into RFC 2047 words,
-# which mail clients ignore; and a header nobody refolds keeps a DKIM signature valid even
-# under "simple" canonicalization.
-_VERBATIM = frozenset({"message-id", "list-unsubscribe", "list-unsubscribe-post"})
-
-
-class _SurveyPolicy(EmailPolicy):
-    """SMTP rules (CRLF, 78 columns, so that quoted-printable bodies keep to 76 characters a
-    line), except for our own headers: ``_OWN`` and ``_VERBATIM`` values are kept as the
-    strings we built and written by us; reading one back parses it as usual."""
-
-    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
-        if isinstance(value, str) and name.lower() in _OWN | _VERBATIM:
-            if "\r" in value or "\n" in value:
-                raise ValueError(f"a line break in the {name} header")
-            return (name, value)
-        return super().header_store_parse(name, value)
-
-    def fold(self, name: str, value: str) -> str:
-        return self._own_fold(name, value) or str(super().fold(name, value))
-
-    def fold_binary(self, name: str, value: str) -> bytes:
-        own = self._own_fold(name, value)
-        if own is None:
-            return super().fold_binary(name, value)
-        return own.encode("utf-8" if self.utf8 else "ascii")
-
-    def _own_fold(self, name: str, value: Any) -> str | None:
-        if type(value) is not str:  # a header object: one of the email package's own
-            return None
-        key = name.lower()
-        if key in _VERBATIM:
-            return f"{name}: {value}{self.linesep}"
-        if key in _OWN:
-            return headers.fold(name, value, self.linesep)
-        return None
-
-
-MESSAGE_POLICY = _SurveyPolicy(linesep="\r\n")
-# An address whose local part is not ASCII (jürgen@…) cannot be written in an ASCII header at
-# all; such a message is written as UTF-8 (RFC 6532) and must travel with SMTPUTF8.
-SMTPUTF8_POLICY = MESSAGE_POLICY.clone(utf8=True)
+# characters). Folded at 78 columns, a long URL would need RFC 2047 words, which mail
+# clients ignore; and a header nobody refolds keeps a DKIM signature valid even under
+# "simple" canonicalization. Every other header is folded by ``render.headers.fold``.
+_VERBATIM = frozenset({"Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post"})
 
 
 class RenderError(ValueError):
@@ -105,7 +61,12 @@ def deliverable(address: str) -> Recipient:
         valid = accept(address)
     except InvalidAddress as exc:
         raise RenderError(f"unusable address: {exc}") from None
-    return Recipient(valid.local_part, valid.ascii_domain)
+    return recipient(valid)
+
+
+def recipient(address: AcceptedAddress) -> Recipient:
+    """Where an accepted address is sent: as written before the @, the domain in IDNA."""
+    return Recipient(address.local_part, address.ascii_domain)
 
 
 def clean_text(value: Any, limit: int = _MAX_NAME) -> str:
@@ -131,9 +92,8 @@ class ProviderTemplate:
 class SurveyEmail:
     """One rendered survey request: what every provider needs, before any wire format.
 
-    HTTP providers send its parts as JSON; ``to_mime`` builds the RFC 5322 message for the
-    outbox and SMTP. Building MIME costs some twenty times more than rendering, so it is only
-    done by the providers that need it.
+    HTTP providers send its parts as JSON; ``to_bytes`` writes the RFC 5322 message for the
+    outbox and SMTP, only for the providers that need it.
     """
 
     request_id: str
@@ -173,20 +133,30 @@ class SurveyEmail:
         headers["X-Surveysync-Request"] = self.request_id
         return headers
 
-    def to_mime(self) -> EmailMessage:
-        """The RFC 5322 message: text and HTML alternatives, quoted-printable."""
-        smtputf8 = self.recipient.needs_smtputf8
-        message = EmailMessage(policy=SMTPUTF8_POLICY if smtputf8 else MESSAGE_POLICY)
-        message["From"] = headers.mailbox(self.sender.display_name, self.sender.addr_spec)
-        message["To"] = self.to_header
+    def header_fields(self) -> list[tuple[str, str]]:
+        """Every header above the MIME ones, in the order written, values unfolded."""
+        fields = [
+            ("From", headers.mailbox(self.sender.display_name, self.sender.addr_spec)),
+            ("To", self.to_header),
+        ]
         if self.reply_to:
-            message["Reply-To"] = headers.mailbox("", self.reply_to)
-        message["Subject"] = headers.unstructured(self.subject)
-        message["Date"] = format_datetime(self.date)
-        message.set_content(self.text, cte="quoted-printable")
-        message.add_alternative(self.html, subtype="html", cte="quoted-printable")
-        # After the body: set_content drops, and add_alternative moves into the first part,
-        # every Content-* header already there (Content-Language would be lost).
+            fields.append(("Reply-To", headers.mailbox("", self.reply_to)))
+        fields.append(("Subject", headers.unstructured(self.subject)))
+        fields.append(("Date", format_datetime(self.date)))
         for name, value in self.extra_headers().items():
-            message[name] = value
-        return message
+            fields.append((name, value if name in _VERBATIM else headers.unstructured(value)))
+        return fields
+
+    def to_bytes(self) -> bytes:
+        """The RFC 5322 message (``render.mime``): text and HTML alternatives,
+        quoted-printable, CRLF line ends."""
+        head = "".join(_header_lines(name, value) for name, value in self.header_fields())
+        return mime.message_bytes(head, self.text, self.html)
+
+
+def _header_lines(name: str, value: str) -> str:
+    if name not in _VERBATIM:
+        return headers.fold(name, value, "\r\n")
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"a line break in the {name} header")
+    return f"{name}: {value}\r\n"

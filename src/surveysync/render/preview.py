@@ -44,6 +44,6 @@ def preview_email(
         html_path.write_text(email.html, encoding="utf-8")
         notes.append(f"wrote the HTML part to {html_path}")
     if eml_path is not None:
-        eml_path.write_bytes(email.to_mime().as_bytes())
+        eml_path.write_bytes(email.to_bytes())
         notes.append(f"wrote the message to {eml_path}")
     return email, notes

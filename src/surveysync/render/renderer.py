@@ -10,6 +10,7 @@ from email.headerregistry import Address
 from functools import cached_property
 from typing import Any
 
+from surveysync.addresses import AcceptedAddress
 from surveysync.config import EmailSettings, StoreSettings
 from surveysync.render.headers import display_name
 from surveysync.render.message import (
@@ -18,6 +19,7 @@ from surveysync.render.message import (
     SurveyEmail,
     clean_text,
     deliverable,
+    recipient,
 )
 from surveysync.render.templates import HTML, SUBJECT, TEXT, ScoreLink, TemplateSet
 from surveysync.render.tokens import SCORES, LinkSigner
@@ -49,9 +51,16 @@ class Renderer:
         raise RenderError("no template locale available")
 
     def render(
-        self, request_id: str, email: str, payload: dict[str, Any], now: datetime
+        self,
+        request_id: str,
+        email: str,
+        payload: dict[str, Any],
+        now: datetime,
+        accepted: AcceptedAddress | None = None,
     ) -> SurveyEmail:
-        """The survey email for one request, in the customer's language."""
+        """The survey email for one request, in the customer's language. ``accepted`` is
+        ``email`` as this run's rules already accepted it (not checked again); without it,
+        ``email`` is checked here (a request claimed by an earlier run)."""
         locale = self.locale_for(payload.get("language"))
         unsubscribe_token = self.signer.unsubscribe_token(request_id, now)
         context = self._context(request_id, payload, now, unsubscribe_token)
@@ -59,7 +68,7 @@ class Renderer:
             request_id=request_id,
             sender=self._sender,
             reply_to=self._email.reply_to,
-            recipient=deliverable(email),
+            recipient=recipient(accepted) if accepted else deliverable(email),
             recipient_name=display_name(_full_name(payload)),
             subject=clean_text(self.templates.render(locale, SUBJECT, context), _SUBJECT_LIMIT),
             text=self.templates.render(locale, TEXT, context),

@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from surveysync.addresses import AcceptedAddress
 from surveysync.ledger import (
     Candidate,
     Claimable,
@@ -42,12 +43,17 @@ class Delivery:
         self._people = people
         self._named: dict[str, tuple[str, str | None]] = {}  # request id -> (masked, person)
         self._addresses: dict[str, str] = {}  # request id -> address, while it is sent
+        # request id -> its address as this run's rules accepted it: rendered without a
+        # second check. Only the batch being claimed; resumed requests are checked again.
+        self._accepted: dict[str, AcceptedAddress] = {}
         settings = ctx.settings
         self._reminders = reminder_plan(settings.review, settings.reminders, ctx.tz)
 
     def claim_and_send(self, batch: Sequence[Eligible]) -> None:
         ctx = self._ctx
         candidates = [self._candidate(item) for item in batch]
+        pairs = zip(candidates, batch, strict=True)
+        self._accepted = {candidate.request_id: item.address for candidate, item in pairs}
         won, lost = ctx.ledger.claims.claim(ctx.report.run_id, candidates, ctx.now)
         ctx.report.counts["cooldown"] += len(lost)
         not_sent = self.deliver(
@@ -117,7 +123,10 @@ class Delivery:
             repeat = batch_key == item.batch_key and item.sending_at is not None
             as_of = (item.sending_at if repeat and item.sending_at else moment).astimezone(ctx.tz)
             try:
-                message = ctx.renderer.render(item.request_id, item.email, item.payload, as_of)
+                accepted = self._accepted.pop(item.request_id, None)
+                message = ctx.renderer.render(
+                    item.request_id, item.email, item.payload, as_of, accepted
+                )
             except RenderError as exc:
                 log.warning("request.unrenderable", request_id=item.request_id, error=str(exc))
                 failed.append(Settlement(item.request_id, RequestStatus.FAILED, error=str(exc)))

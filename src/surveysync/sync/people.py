@@ -1,8 +1,10 @@
 """Who a sale is about: the person's keys and what the ledger knows of them.
 
-Each sale's address is normalized exactly once, here; the rules get the result (they never
-validate it again), and the keys are derived from it: the email key first (a person across
-every store sharing the ledger), then the POS customer key (this store's record).
+Each sale's address is checked exactly once, here; the rules get the result (they never
+validate it again), so does the renderer for the sales that become requests (``Eligible``
+carries the accepted address), and the keys are derived from it: the email key first (a
+person across every store sharing the ledger), then the POS customer key (this store's
+record).
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from surveysync.addresses import AcceptedAddress, accept
 from surveysync.ledger import CooldownRow, Ledger
 from surveysync.model import Sale, SaleRef
-from surveysync.rules import PersonHistory, normalize_email
+from surveysync.rules import PersonHistory
 
 
 @dataclass(slots=True)
@@ -20,6 +23,7 @@ class ChunkFacts:
     """Per chunk: what the ledger knows about the people in it, read in a few queries."""
 
     emails: dict[SaleRef, str | None]  # sale -> normalized email (None: none or invalid)
+    addresses: dict[SaleRef, AcceptedAddress]  # sale -> its address as accepted, if valid
     keys: dict[SaleRef, tuple[str, ...]]  # sale -> person keys (email key first)
     cooldowns: dict[str, CooldownRow]
     suppressed: set[str]  # person and transaction keys
@@ -33,6 +37,7 @@ class Eligible:
     sale: Sale
     keys: tuple[str, ...]
     email: str  # normalized
+    address: AcceptedAddress  # ``sale.email`` as the rules accepted it: what is sent to
     seen: dict[str, str | None]  # person key -> request holding its cooldown when decided
 
 
@@ -47,16 +52,20 @@ class People:
 
     def facts(self, sales: Sequence[Sale]) -> ChunkFacts:
         emails: dict[SaleRef, str | None] = {}
+        addresses: dict[SaleRef, AcceptedAddress] = {}
         keys: dict[SaleRef, tuple[str, ...]] = {}
         for sale in sales:
-            email = normalized(sale.email)
+            address = accepted(sale.email)
+            email = address.matched_as if address else None
+            if address:
+                addresses[sale.ref] = address
             emails[sale.ref] = email
             keys[sale.ref] = self._person_keys(sale, email)
         tx_keys = [self._ledger.keys.transaction(s.transaction_id) for s in sales]
         cooldowns, suppressed = self._ledger.claims.known_about(
             [k for ks in keys.values() for k in ks], tx_keys
         )
-        return ChunkFacts(emails, keys, cooldowns, suppressed)
+        return ChunkFacts(emails, addresses, keys, cooldowns, suppressed)
 
     def history(self, sale: Sale, facts: ChunkFacts) -> PersonHistory:
         keys = facts.keys[sale.ref]
@@ -76,9 +85,8 @@ class People:
     def eligible(self, sale: Sale, facts: ChunkFacts) -> Eligible:
         keys = facts.keys[sale.ref]
         seen = {k: facts.cooldowns[k].request_id if k in facts.cooldowns else None for k in keys}
-        email = facts.emails[sale.ref]
-        assert email is not None, "an eligible sale has a valid address"
-        return Eligible(sale, keys, email, seen)
+        address = facts.addresses[sale.ref]  # an eligible sale has a valid address
+        return Eligible(sale, keys, address.matched_as, address, seen)
 
     def _person_keys(self, sale: Sale, email: str | None) -> tuple[str, ...]:
         keys: list[str] = []
@@ -92,11 +100,17 @@ class People:
 def normalized(raw: str | None) -> str | None:
     """The address people are matched by, or None when there is none or it is not valid
     (spaces or line breaks around an address make it invalid, never trimmed away)."""
+    address = accepted(raw)
+    return address.matched_as if address else None
+
+
+def accepted(raw: str | None) -> AcceptedAddress | None:
+    """``raw`` as ``surveysync.addresses`` accepts it, or None when it is not an address."""
     if not raw or not raw.strip():
         return None
     try:
-        return normalize_email(raw)
-    except ValueError:  # InvalidEmail, or input the validator cannot even read
+        return accept(raw)
+    except ValueError:  # InvalidAddress, or input the validator cannot even read
         return None
 
 
