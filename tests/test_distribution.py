@@ -90,3 +90,47 @@ def test_every_push_builds_a_wheel_and_an_sdist_kept_as_artifacts() -> None:
     assert windows["runs-on"] == "windows-latest" and windows["needs"] == "build"
     runs = "\n".join(step.get("run", "") for step in windows["steps"])
     assert "pip install $wheel" in runs and "surveysync init" in runs
+
+
+# --- the README's Windows section -------------------------------------------------------------
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"\n### {title}\n")
+    return text[start : text.find("\n### ", start + 1)]
+
+
+def test_the_readmes_sql_server_urls_say_what_the_driver_gets() -> None:
+    """Each SQL Server URL of the README's Windows section, written in TOML as it says,
+    reaches the driver as a named instance with Encrypt and TrustServerCertificate, and the
+    ones without a login ask for Windows authentication."""
+    import tomllib
+
+    from sqlalchemy.dialects.mssql.pyodbc import MSDialect_pyodbc
+    from sqlalchemy.engine import make_url
+
+    urls = [
+        line for line in _readme_section("Windows").splitlines() if line.startswith("mssql+")
+    ]
+    assert len(urls) == 3
+    windows_logins = 0
+    for url in urls:
+        as_written = tomllib.loads(f"url = '{url}'")["url"]  # a literal string, as advised
+        [connect], _ = MSDialect_pyodbc().create_connect_args(make_url(as_written))
+        settings = {k.lower(): v for k, _, v in (p.partition("=") for p in connect.split(";"))}
+        assert settings["server"] == r"POS-SERVER\SQLEXPRESS" and settings["database"] == "Ascend"
+        assert settings["driver"] == "{ODBC Driver 18 for SQL Server}"
+        assert settings["encrypt"] == "yes" and settings["trustservercertificate"] == "yes"
+        if "uid" not in settings:
+            assert settings["trusted_connection"].lower() == "yes"
+            windows_logins += 1
+    assert windows_logins == 2
+
+
+def test_the_heartbeat_check_is_given_for_linux_and_in_powershell() -> None:
+    """Monitoring shows the same 25-hour heartbeat check for both systems."""
+    monitoring = _readme_section("Monitoring")
+    assert "-mmin -1500" in monitoring and "```powershell" in monitoring
+    assert "LastWriteTime -lt (Get-Date).AddMinutes(-1500)" in monitoring
+    assert r"C:\ProgramData\surveysync\surveysync-data\heartbeat.json" in monitoring
