@@ -57,6 +57,16 @@ def test_check_and_a_run_name_the_odbc_driver_that_is_not_installed(store: Store
     assert f"'{driver}'" in status.output and "s3cret-pw" not in status.output
 
 
+def test_a_driver_named_in_an_odbc_connection_string_is_named_too(store: Store) -> None:
+    """The README's `odbc_connect=` form: the DRIVER={...} it names is the one reported."""
+    driver = _uninstalled_sql_server_driver()
+    connect = f"DRIVER={{{driver}}};SERVER=127.0.0.1,1;DATABASE=pos;UID=u;PWD=s3cret-pw"
+    store.extra["pos"] = {"url": f"'mssql+pyodbc:///?odbc_connect={connect}'"}
+    checked = store.cli("check")
+    assert checked.exit_code == 1
+    assert f"the ODBC driver '{driver}'" in checked.output and "s3cret-pw" not in checked.output
+
+
 def test_a_missing_data_source_without_a_driver_says_to_name_one(store: Store) -> None:
     """A URL naming neither a driver nor a defined data source is told to add ?driver=."""
     _uninstalled_sql_server_driver()
