@@ -46,6 +46,18 @@ def quiet_logs() -> Iterator[io.StringIO]:
     structlog.reset_defaults()
 
 
+# What `Store.use_own_values` writes: none of it on a domain reserved for examples.
+OWN_EMAIL_SETTINGS = {
+    "from_name": '"Test Cycles"',
+    "from_address": '"feedback@test-cycles.nl"',
+    "reply_to": '"service@test-cycles.nl"',
+    "unsubscribe_mailto": '"unsubscribe@test-cycles.nl"',
+    "survey_base_url": '"https://survey.test-cycles.nl/s"',
+    "unsubscribe_base_url": '"https://survey.test-cycles.nl/u"',
+    "link_secret": '"test-cycles-own-link-secret-of-at-least-32-bytes"',
+}
+
+
 class Store:
     """A store under test: POS rows are added with ``pos``, runs made with ``run``."""
 
@@ -99,6 +111,11 @@ class Store:
         )
         self.config_path.write_text(text + "\n", encoding="utf-8")
         return self.config_path
+
+    def use_own_values(self) -> None:
+        """A sender, links and link secret of the store's own, as an admin sets them after
+        `surveysync init`: the built-in example values make `surveysync check` fail."""
+        self.extra.setdefault("email", {}).update(OWN_EMAIL_SETTINGS)
 
     def settings(self) -> Settings:
         self.pos.flush()

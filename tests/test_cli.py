@@ -196,6 +196,7 @@ def _sections(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, type[B
 
 def test_check_reports_each_part_on_its_own_line(store: Store) -> None:
     """check says ok for config, POS, mapping, ledger and provider on a working setup."""
+    store.use_own_values()
     result = store.cli("check")
     assert result.exit_code == 0, result.output
     for part in ("config", "pos", "mapping", "ledger", "provider"):

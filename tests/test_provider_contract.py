@@ -373,6 +373,7 @@ def test_check_says_ready_refused_or_unreachable_in_plain_words(
     """`surveysync check` says the provider is ready, that it refused the key (or password),
     or that it cannot be reached, each on the provider line and without the key."""
     service.configure(store)
+    store.use_own_values()
     ready = store.cli("check")
     assert ready.exit_code == 0, ready.output
     assert re.search(rf"^provider\s+ok\s+{service.kind}: .*{re.escape(service.ready_words)}",

@@ -2,8 +2,10 @@
 ``/healthz``), as results, never as printed text: each says what was checked, whether it
 passed, and in plain words what was found.
 
-Checks only read: the POS through its read-only source, the ledger (opening it migrates it,
-as every command does), the templates, and one harmless provider call. Nothing is sent.
+The config check fails while a setting still holds an example value of ``surveysync init``'s
+file (``surveysync.example_values``). Checks only read: the POS through its read-only source,
+the ledger (opening it migrates it, as every command does), the templates, and one harmless
+provider call. Nothing is sent.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 from surveysync import pos, providers
 from surveysync.config import Settings
+from surveysync.example_values import example_values
 from surveysync.ledger import LedgerError, migrate, open_ledger
 from surveysync.reminders import ReminderComposer
 from surveysync.render import Renderer
@@ -26,13 +29,19 @@ class Check:
 
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in order; a failed one does not stop the others."""
-    found = [
-        Check("config", True, f"store {settings.store.id!r}, {settings.store.timezone}"),
-        *check_pos(settings),
-    ]
-    for one in (check_ledger, check_templates, check_provider):
+    found: list[Check] = []
+    for one in (check_config, check_pos, check_ledger, check_templates, check_provider):
         found.extend(one(settings))
     return found
+
+
+def check_config(settings: Settings) -> list[Check]:
+    """The file is valid (it was loaded) and holds no example value from ``surveysync init``:
+    one failed line per such setting."""
+    examples = example_values(settings)
+    if examples:
+        return [Check("config", False, str(example)) for example in examples]
+    return [Check("config", True, f"store {settings.store.id!r}, {settings.store.timezone}")]
 
 
 def check_pos(settings: Settings) -> list[Check]:

@@ -8,6 +8,8 @@ database read through SQLAlchemy and a mapping query); another backend implement
 Error tree (every foreign error leaves a source as one of these; nothing else is raised)::
 
     PosError                  the source cannot be used (a bad URL, a driver not installed)
+    ├── DriverMissing         the (ODBC) driver the URL names is not installed: says which,
+    │                         how to list the installed ones and where to get it
     ├── PosUnavailable        cannot connect, or the server failed the read: retry later
     ├── PosMappingError       the mapping does not fit the POS (a table, a column, the SQL):
     │   │                     an operator must fix the config
@@ -37,6 +39,10 @@ from surveysync.model import Sale
 
 class PosError(Exception):
     """Something went wrong reading the POS."""
+
+
+class DriverMissing(PosError):
+    """The driver the POS URL names cannot be loaded on this machine; retrying will not help."""
 
 
 class PosUnavailable(PosError):
@@ -131,7 +137,8 @@ class SalesSource(Protocol):
         """Chunks of the sales with ``start < sale_at <= end`` (aware, store time), in
         (sale_at, transaction_id) order, each chunk a short read of its own.
 
-        Raises PosUnavailable (retry later) or PosMappingError (fix the config).
+        Raises PosUnavailable (retry later), PosMappingError (fix the config) or
+        DriverMissing (install the driver).
         """
         ...
 

@@ -2,6 +2,7 @@
 
     engine    the engine that can only read (the SELECT-only guard, read-only sessions)
     mapping   the column contract, the Ascend preset, rows to ``Sale``, time conversion
+    odbc      an ODBC driver that is not installed, said in words an admin can act on
     source    ``SqlSource``: keyed chunks, self-checks, driver errors into ``PosError``
 
 It must never write to the POS database, whatever the mapping or the login allows.

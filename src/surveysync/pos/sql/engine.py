@@ -140,7 +140,11 @@ def create_pos_engine(url: str) -> Engine:
     try:
         engine = create_engine(parsed, **options)
     except (NoSuchModuleError, ImportError) as exc:
-        raise PosError(f"pos.url: the database driver is not installed ({exc})") from exc
+        hint = ""
+        if parsed.get_driver_name() == "pyodbc" and isinstance(exc, ImportError):
+            # pyodbc is installed with surveysync; what fails to load is the driver manager.
+            hint = "; pyodbc needs the unixODBC driver manager (Debian: apt install unixodbc)"
+        raise PosError(f"pos.url: the database driver is not installed ({exc}){hint}") from exc
     _install_guards(engine)
     if parsed.get_backend_name() == "sqlite":
         _refuse_a_missing_file(engine, _sqlite_file(url))

@@ -47,7 +47,7 @@ from surveysync.pos.base import (
     SalesSource,
     UnplacedRows,
 )
-from surveysync.pos.sql import login
+from surveysync.pos.sql import login, odbc
 from surveysync.pos.sql.engine import create_pos_engine, mapping_sql
 from surveysync.pos.sql.mapping import (
     ASCEND_QUERY,
@@ -210,6 +210,9 @@ class SqlSource(SalesSource):
         return without_credentials(message, self._url)
 
     def _translate(self, exc: BaseException) -> PosError:
+        missing = odbc.missing_driver(exc, self._url)
+        if missing is not None:
+            return missing
         message = self._clean(first_line(exc))
         if isinstance(exc, ProgrammingError) or any(h in str(exc) for h in _MAPPING_HINTS):
             return PosMappingError(f"the POS rejected the mapped query: {message}")
