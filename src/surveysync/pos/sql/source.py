@@ -32,7 +32,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from surveysync.config import Preset, SqlPosSettings
+from surveysync.config import Preset, SqlPosSettings, Timestamps
 from surveysync.errors import ambiguous_userinfo, first_line, without_credentials
 from surveysync.model import Sale
 from surveysync.pos.base import (
@@ -58,6 +58,7 @@ from surveysync.pos.sql.mapping import (
     row_to_sale,
     to_pos_time,
 )
+from surveysync.pos.sql.session import SessionSettings
 
 # What a driver raises for a value it cannot hand over (beside the DBAPI's DataError).
 _VALUE_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError)
@@ -72,7 +73,7 @@ class SqlSource(SalesSource):
         self._tz = tz
         self._url = settings.url.get_secret_value()
         try:
-            self._engine: Engine = create_pos_engine(self._url)
+            self._engine: Engine = create_pos_engine(self._url, _session(settings, tz))
         except PosError as exc:
             raise type(exc)(without_credentials(str(exc), self._url)) from exc
         self._mapped = mapped_subquery(settings)
@@ -221,6 +222,13 @@ class SqlSource(SalesSource):
                 hint = " (pos.url has an '@' in its user name or password: write it as %40)"
             return PosUnavailable(f"the POS database is unavailable: {message}{hint}")
         return PosError(f"reading the POS failed: {message}")
+
+
+def _session(settings: SqlPosSettings, tz: ZoneInfo) -> SessionSettings:
+    """Sessions read in the frame of the POS's naive times, so that window bounds (bound
+    naive in that frame) mean the same instants to zone-aware columns on any server."""
+    zone = "UTC" if settings.timestamps is Timestamps.UTC else tz.key
+    return SessionSettings(time_zone=zone)
 
 
 class _ValuesFailed(Exception):
