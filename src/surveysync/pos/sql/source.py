@@ -27,7 +27,6 @@ from sqlalchemy import DateTime, Engine, Select, and_, bindparam, column, func, 
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
-    OperationalError,
     ProgrammingError,
     SQLAlchemyError,
 )
@@ -48,6 +47,7 @@ from surveysync.pos.base import (
     UnplacedRows,
 )
 from surveysync.pos.sql import login
+from surveysync.pos.sql.driver_errors import error_class
 from surveysync.pos.sql.engine import create_pos_engine, mapping_sql
 from surveysync.pos.sql.mapping import (
     ASCEND_QUERY,
@@ -211,17 +211,30 @@ class SqlSource(SalesSource):
         return without_credentials(message, self._url)
 
     def _translate(self, exc: BaseException) -> PosError:
+        """The driver's error as the PosError its code says (``error_class``); by its DB-API
+        class when no code says."""
         message = self._clean(first_line(exc))
-        if isinstance(exc, ProgrammingError) or any(h in str(exc) for h in _MAPPING_HINTS):
-            return PosMappingError(f"the POS rejected the mapped query: {message}")
         if isinstance(exc, (DataError, *_VALUE_ERRORS)):
             return PosMappingError(f"the POS cannot hand over a value: {message}")
-        if isinstance(exc, OperationalError | DBAPIError):
+        kind = error_class(exc) or _class_by_type(exc)
+        if kind is PosMappingError:
+            return PosMappingError(f"the POS rejected the mapped query: {message}")
+        if kind is PosUnavailable:
             hint = ""
             if ambiguous_userinfo(self._url):
                 hint = " (pos.url has an '@' in its user name or password: write it as %40)"
             return PosUnavailable(f"the POS database is unavailable: {message}{hint}")
         return PosError(f"reading the POS failed: {message}")
+
+
+def _class_by_type(exc: BaseException) -> type[PosError] | None:
+    """For an error no code classifies: SQL the server refused is the mapping's, any other
+    driver error an outage."""
+    if isinstance(exc, ProgrammingError):
+        return PosMappingError
+    if isinstance(exc, DBAPIError):
+        return PosUnavailable
+    return None
 
 
 def _session(settings: SqlPosSettings, tz: ZoneInfo) -> SessionSettings:
@@ -308,6 +321,3 @@ def _probe_params() -> dict[str, datetime]:
     moment = datetime(2000, 1, 1)
     return {"start": moment, "end": moment}
 
-
-# SQLite reports a query that does not fit the schema as an OperationalError.
-_MAPPING_HINTS = ("no such table", "no such column", "syntax error", "ambiguous column")
