@@ -51,7 +51,7 @@ _SQLSTATES: dict[str, type[PosError]] = {
     "HYT00": _UNAVAILABLE,  # ODBC: timeout expired
     "HYT01": _UNAVAILABLE,  # ODBC: connection timeout expired
 }
-_TIMEOUT_SQLSTATES = frozenset({"57014", "HYT00", "HYT01"})
+_TIMEOUT_SQLSTATES: frozenset[object] = frozenset({"57014", "HYT00", "HYT01"})
 
 _MYSQL_CODES: dict[int, type[PosError]] = {
     **dict.fromkeys(
@@ -68,7 +68,7 @@ _MYSQL_CODES: dict[int, type[PosError]] = {
         _MAPPING,
     ),
 }
-_MYSQL_TIMEOUTS = frozenset({1969, 3024})
+_MYSQL_TIMEOUTS: frozenset[object] = frozenset({1969, 3024})
 
 _SQLITE_CODES: dict[int, type[PosError]] = {
     **dict.fromkeys(
@@ -109,8 +109,10 @@ def ran_out(error: BaseException) -> bool:
     """Whether ``error`` is a timeout running out: the driver's timeout code, or a socket
     timeout under it (pymysql, psycopg's connect timeout)."""
     driver_error = getattr(error, "orig", None) or error
-    code = getattr(driver_error, "sqlstate", None) or _first_arg(driver_error)
-    if code in _TIMEOUT_SQLSTATES or code in _MYSQL_TIMEOUTS:
+    # pymysql gives both: a SQLSTATE (70100 for any interrupted query) and its own number.
+    if getattr(driver_error, "sqlstate", None) in _TIMEOUT_SQLSTATES:
+        return True
+    if _first_arg(driver_error) in _TIMEOUT_SQLSTATES | _MYSQL_TIMEOUTS:
         return True
     if type(driver_error).__name__ == "ConnectionTimeout":  # psycopg's connect_timeout
         return True

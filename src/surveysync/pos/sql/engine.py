@@ -33,7 +33,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlparse import tokens as T
 
 from surveysync.pos.base import PosError, PosUnavailable, ReadOnlyViolation
-from surveysync.pos.sql.session import SessionSettings, SessionSetup
+from surveysync.pos.sql.session import SessionSettings, SessionSetup, connect_args
 
 _READING_STARTS = frozenset({"SELECT", "WITH", "SHOW"})
 # Keywords that make an otherwise SELECT-looking statement write or lock something.
@@ -133,18 +133,22 @@ def mapping_sql(query: str) -> str:
 
 def create_pos_engine(url: str, session: SessionSettings | None = None) -> Engine:
     """An engine on ``url`` that refuses anything but reading, with short READ COMMITTED reads,
-    each session set up as ``session`` says (the time zone of the POS's naive times)."""
+    each session set up as ``session`` says (the time zone of the POS's naive times, the
+    connect and query timeouts)."""
     parsed = _parse_url(url)
+    session = session or SessionSettings()
     options: dict[str, Any] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
         parsed = _sqlite_read_only(parsed)
     else:
         options["isolation_level"] = "READ COMMITTED"
     try:
+        driver = parsed.get_dialect().driver
+        options["connect_args"] = connect_args(driver, session)
         engine = create_engine(parsed, **options)
     except (NoSuchModuleError, ImportError) as exc:
         raise PosError(f"pos.url: the database driver is not installed ({exc})") from exc
-    _install_guards(engine, SessionSetup(engine.dialect.name, session or SessionSettings()))
+    _install_guards(engine, SessionSetup(engine.dialect.name, session))
     if parsed.get_backend_name() == "sqlite":
         _refuse_a_missing_file(engine, _sqlite_file(url))
     return engine
@@ -195,6 +199,7 @@ def _install_guards(engine: Engine, setup: SessionSetup) -> None:
     @event.listens_for(engine, "connect")
     def _lenient_driver(dbapi_connection: Any, connection_record: Any) -> None:
         _hand_over_bad_values(engine.dialect.driver, dbapi_connection)
+        setup.on_connect(engine.dialect.driver, dbapi_connection, engine.dialect.loaded_dbapi.Error)
 
     @event.listens_for(engine, "checkout")
     def _read_only_session(dbapi_connection: Any, *args: Any) -> None:

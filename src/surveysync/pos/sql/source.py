@@ -23,7 +23,20 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import DateTime, Engine, Select, and_, bindparam, column, func, or_, select, text
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -47,7 +60,7 @@ from surveysync.pos.base import (
     UnplacedRows,
 )
 from surveysync.pos.sql import login
-from surveysync.pos.sql.driver_errors import error_class
+from surveysync.pos.sql.driver_errors import error_class, ran_out
 from surveysync.pos.sql.engine import create_pos_engine, mapping_sql
 from surveysync.pos.sql.mapping import (
     ASCEND_QUERY,
@@ -142,7 +155,7 @@ class SqlSource(SalesSource):
         """Raise PosMappingError unless the mapping yields every required column."""
         probe = select(text("*")).select_from(self._mapped).limit(0)
         try:
-            with self._engine.connect() as conn:
+            with self._connect() as conn:
                 present = set(conn.execute(probe, _probe_params()).keys())
         except SQLAlchemyError as exc:
             raise self._translate(exc) from exc
@@ -155,7 +168,7 @@ class SqlSource(SalesSource):
     def check_login(self) -> None:
         """Raise LoginCanWrite when the POS login itself could change the POS."""
         try:
-            with self._engine.connect() as conn:
+            with self._connect() as conn:
                 rights = login.write_rights(conn, self._engine.dialect.name)
         except SQLAlchemyError as exc:
             raise self._translate(exc) from exc
@@ -198,7 +211,7 @@ class SqlSource(SalesSource):
         self, statement: Any, params: dict[str, Any], *, values_fail: bool = False
     ) -> list[dict[str, Any]]:
         try:
-            with self._engine.connect() as conn:
+            with self._connect() as conn:
                 return [dict(row) for row in conn.execute(statement, params).mappings()]
         except (DataError, *_VALUE_ERRORS) as exc:
             if values_fail:
@@ -207,15 +220,25 @@ class SqlSource(SalesSource):
         except SQLAlchemyError as exc:
             raise self._translate(exc) from exc
 
+    def _connect(self) -> Connection:
+        """A connection, its failure translated as one while connecting (a timeout that runs
+        out here is the connect timeout)."""
+        try:
+            return self._engine.connect()
+        except SQLAlchemyError as exc:
+            raise self._translate(exc, connecting=True) from exc
+
     def _clean(self, message: str) -> str:
         return without_credentials(message, self._url)
 
-    def _translate(self, exc: BaseException) -> PosError:
+    def _translate(self, exc: BaseException, *, connecting: bool = False) -> PosError:
         """The driver's error as the PosError its code says (``error_class``); by its DB-API
         class when no code says."""
         message = self._clean(first_line(exc))
         if isinstance(exc, (DataError, *_VALUE_ERRORS)):
             return PosMappingError(f"the POS cannot hand over a value: {message}")
+        if ran_out(exc):
+            return PosUnavailable(self._timed_out(connecting, message))
         kind = error_class(exc) or _class_by_type(exc)
         if kind is PosMappingError:
             return PosMappingError(f"the POS rejected the mapped query: {message}")
@@ -225,6 +248,22 @@ class SqlSource(SalesSource):
                 hint = " (pos.url has an '@' in its user name or password: write it as %40)"
             return PosUnavailable(f"the POS database is unavailable: {message}{hint}")
         return PosError(f"reading the POS failed: {message}")
+
+    def _timed_out(self, connecting: bool, message: str) -> str:
+        which = "connect_timeout" if connecting else "query_timeout"
+        seconds = getattr(self._settings, which)
+        return (
+            f"the POS database is unavailable: {_where(self._url)} did not answer within the "
+            f"{which.replace('_', ' ')} (pos.{which} = {seconds:g} s): {message}"
+        )
+
+
+def _where(url: str) -> str:
+    """The server a URL names (host and port), without its credentials."""
+    parsed = make_url(url)
+    if not parsed.host:
+        return "the server"
+    return f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
 
 
 def _class_by_type(exc: BaseException) -> type[PosError] | None:
@@ -241,7 +280,11 @@ def _session(settings: SqlPosSettings, tz: ZoneInfo) -> SessionSettings:
     """Sessions read in the frame of the POS's naive times, so that window bounds (bound
     naive in that frame) mean the same instants to zone-aware columns on any server."""
     zone = "UTC" if settings.timestamps is Timestamps.UTC else tz.key
-    return SessionSettings(time_zone=zone)
+    return SessionSettings(
+        time_zone=zone,
+        connect_timeout=settings.connect_timeout,
+        query_timeout=settings.query_timeout,
+    )
 
 
 class _ValuesFailed(Exception):
