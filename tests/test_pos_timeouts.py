@@ -24,9 +24,15 @@ from surveysync.sync import SyncError
 from tests.conftest import Store, local
 
 # The filled POS databases of the error tests, as fixtures here too.
-from tests.test_pos_errors import _query, mariadb_database, mariadb_url, postgresql_url
+from tests.test_pos_errors import (
+    _query,
+    mariadb_database,
+    mariadb_odbc_url,
+    mariadb_url,
+    postgresql_url,
+)
 
-__all__ = ["mariadb_database", "mariadb_url", "postgresql_url"]
+__all__ = ["mariadb_database", "mariadb_odbc_url", "mariadb_url", "postgresql_url"]
 
 T = TypeVar("T")
 BOUND_S = 120  # the longest a test waits for an answer: far beyond every timeout it sets
@@ -111,6 +117,7 @@ def test_a_silent_server_fails_check_and_sync_on_the_connect_timeout(
 ENDLESS = {
     "postgresql": "(SELECT SUM(g % 7) FROM generate_series(1, 10000000000) AS g)",
     "mariadb": "(SELECT SUM(seq % 7) FROM seq_1_to_10000000000)",
+    "mariadb_odbc": "(SELECT SUM(seq % 7) FROM seq_1_to_10000000000)",
 }
 
 

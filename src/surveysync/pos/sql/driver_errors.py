@@ -10,8 +10,8 @@ outage to retry all night)::
     pymysql    orig.args[0] (MySQL code)    2002 2003 2005 2006 2013    1054 1146 1064 1052 1060
                                             2055 1040 1053 1205 1213    1142 1143 1305 1630 1792
                                             1927 1969 3024              1222 1248
-    pyodbc     orig.args[0] (SQLSTATE)      08, HYT00, HYT01, 40001     42 (42S02, 42S22, 42000),
-                                                                        22, 25
+    pyodbc     orig.args[0] (SQLSTATE)      08, HYT00, HYT01, HY018,    42 (42S02, 42S22, 42000),
+                                            70100, 40001                22, 25
     sqlite3    orig.sqlite_errorcode        BUSY, LOCKED, CANTOPEN,     ERROR (no such column or
                (its primary code)           IOERR, INTERRUPT, FULL,     table, syntax), READONLY,
                                             NOMEM, PROTOCOL             RANGE, MISMATCH
@@ -50,8 +50,14 @@ _SQLSTATES: dict[str, type[PosError]] = {
     "55P03": _UNAVAILABLE,  # lock not available
     "HYT00": _UNAVAILABLE,  # ODBC: timeout expired
     "HYT01": _UNAVAILABLE,  # ODBC: connection timeout expired
+    # ODBC: the driver's query timeout ran out and the server declined its cancel (MariaDB's
+    # driver, when the server's own max_statement_time stopped the read first)
+    "HY018": _UNAVAILABLE,
+    "70100": _UNAVAILABLE,  # MariaDB/MySQL: query interrupted (a statement time limit)
 }
-_TIMEOUT_SQLSTATES: frozenset[object] = frozenset({"57014", "HYT00", "HYT01"})
+_TIMEOUT_SQLSTATES: frozenset[object] = frozenset(
+    {"57014", "HYT00", "HYT01", "HY018", "70100"}
+)
 
 _MYSQL_CODES: dict[int, type[PosError]] = {
     **dict.fromkeys(
