@@ -156,3 +156,13 @@ def test_a_sqlite_pos_locked_by_a_writer_fails_after_the_connect_timeout(store: 
     finally:
         writer.close()
     assert caught.value.retryable and "database is locked" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", '"soon"'])
+def test_a_timeout_that_is_not_a_positive_number_is_refused(store: Store, value: str) -> None:
+    """A timeout of zero (which some drivers read as "wait for ever") or not a number is a
+    config error naming the setting."""
+    store.extra["pos"] = {"connect_timeout": value}
+    result = store.cli("check")
+    assert result.exit_code == 2, result.output
+    assert "connect_timeout" in result.output
