@@ -12,8 +12,9 @@ next chunk starts *at* the last key, and rows already handed over there are drop
 is lost at a chunk boundary.
 
 SQLAlchemy and driver errors are translated here, once, into the ``PosError`` tree of
-``surveysync.pos.base``; none may leave this module as they are, and no message holds the
-URL's credentials.
+``surveysync.pos.base``, by the driver's code (``driver_errors``), a timeout that ran out
+named as the connect or the query timeout; none may leave this module as they are, and no
+message holds the URL's credentials.
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ class SqlSource(SalesSource):
         if isinstance(exc, (DataError, *_VALUE_ERRORS)):
             return PosMappingError(f"the POS cannot hand over a value: {message}")
         if ran_out(exc):
-            return PosUnavailable(self._timed_out(connecting, message))
+            return PosUnavailable(self._clean(self._timed_out(connecting, message)))
         kind = error_class(exc) or _class_by_type(exc)
         if kind is PosMappingError:
             return PosMappingError(f"the POS rejected the mapped query: {message}")
@@ -250,6 +251,8 @@ class SqlSource(SalesSource):
         return PosError(f"reading the POS failed: {message}")
 
     def _timed_out(self, connecting: bool, message: str) -> str:
+        """Which timeout ran out, and where (``_clean`` it: a misread host can hold a
+        piece of the password)."""
         which = "connect_timeout" if connecting else "query_timeout"
         seconds = getattr(self._settings, which)
         return (
