@@ -173,6 +173,10 @@ class SqlPosSettings(Section):
     query: str | None = None
     timestamps: Timestamps = Timestamps.LOCAL
     chunk_size: Annotated[int, Field(ge=100, le=100_000)] = 5_000
+    # Seconds: to be connected and logged in (SQLite: to get past a writer's lock), and for
+    # one read. A POS that does not answer within them fails the read as unavailable.
+    connect_timeout: Annotated[float, Field(gt=0, le=3600)] = 15
+    query_timeout: Annotated[float, Field(gt=0, le=86_400)] = 300
 
     @model_validator(mode="after")
     def _resolve(self) -> SqlPosSettings:

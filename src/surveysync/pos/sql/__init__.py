@@ -1,6 +1,9 @@
 """The SQL sales source: a POS database read through SQLAlchemy and a mapping query.
 
     engine    the engine that can only read (the SELECT-only guard, read-only sessions)
+    session   what each session is set to: read-only, the time zone of the POS's times,
+              the connect and query timeouts
+    driver_errors  which PosError a driver's error is, by its code (SQLSTATE, error number)
     mapping   the column contract, the Ascend preset, rows to ``Sale``, time conversion
     odbc      an ODBC driver that is not installed, said in words an admin can act on
     source    ``SqlSource``: keyed chunks, self-checks, driver errors into ``PosError``

@@ -9,6 +9,7 @@ Three layers, because none is enough alone:
     the session    put in read-only mode at every checkout from the pool, not only when the
                    connection is made, so that a stored function that switched it off
                    (MariaDB ``SET SESSION tx_read_only=0``) cannot carry over to the next read
+                   (``session``, which also sets the time zone the POS's times are read in)
     the login      the guard cannot see inside a function; ``surveysync check`` says when
                    the POS login itself could write (``login_write_rights``)
 
@@ -32,6 +33,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlparse import tokens as T
 
 from surveysync.pos.base import PosError, PosUnavailable, ReadOnlyViolation
+from surveysync.pos.sql.session import SessionSettings, SessionSetup, connect_args
 
 _READING_STARTS = frozenset({"SELECT", "WITH", "SHOW"})
 # Keywords that make an otherwise SELECT-looking statement write or lock something.
@@ -129,15 +131,20 @@ def mapping_sql(query: str) -> str:
     return "".join(t.value for t in tokens) + "\n"
 
 
-def create_pos_engine(url: str) -> Engine:
-    """An engine on ``url`` that refuses anything but reading, with short READ COMMITTED reads."""
+def create_pos_engine(url: str, session: SessionSettings | None = None) -> Engine:
+    """An engine on ``url`` that refuses anything but reading, with short READ COMMITTED reads,
+    each session set up as ``session`` says (the time zone of the POS's naive times, the
+    connect and query timeouts)."""
     parsed = _parse_url(url)
+    session = session or SessionSettings()
     options: dict[str, Any] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
         parsed = _sqlite_read_only(parsed)
     else:
         options["isolation_level"] = "READ COMMITTED"
     try:
+        driver = parsed.get_dialect().driver
+        options["connect_args"] = connect_args(driver, session)
         engine = create_engine(parsed, **options)
     except (NoSuchModuleError, ImportError) as exc:
         hint = ""
@@ -145,7 +152,7 @@ def create_pos_engine(url: str) -> Engine:
             # pyodbc is installed with surveysync; what fails to load is the driver manager.
             hint = "; pyodbc needs the unixODBC driver manager (Debian: apt install unixodbc)"
         raise PosError(f"pos.url: the database driver is not installed ({exc}){hint}") from exc
-    _install_guards(engine)
+    _install_guards(engine, SessionSetup(engine.dialect.name, session))
     if parsed.get_backend_name() == "sqlite":
         _refuse_a_missing_file(engine, _sqlite_file(url))
     return engine
@@ -188,7 +195,7 @@ def _sqlite_read_only(url: URL) -> URL:
     return url.set(database=f"file:{database}", query=query)
 
 
-def _install_guards(engine: Engine) -> None:
+def _install_guards(engine: Engine, setup: SessionSetup) -> None:
     @event.listens_for(engine, "before_cursor_execute")
     def _only_reads(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         assert_read_only(statement)
@@ -196,10 +203,11 @@ def _install_guards(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _lenient_driver(dbapi_connection: Any, connection_record: Any) -> None:
         _hand_over_bad_values(engine.dialect.driver, dbapi_connection)
+        setup.on_connect(engine.dialect.driver, dbapi_connection, engine.dialect.loaded_dbapi.Error)
 
     @event.listens_for(engine, "checkout")
     def _read_only_session(dbapi_connection: Any, *args: Any) -> None:
-        _set_session_read_only(engine.dialect.name, dbapi_connection)
+        setup.on_checkout(dbapi_connection, engine.dialect.loaded_dbapi.Error)
 
 
 def _hand_over_bad_values(driver: str, dbapi_connection: Any) -> None:
@@ -216,24 +224,3 @@ def _hand_over_bad_values(driver: str, dbapi_connection: Any) -> None:
 def _sqlite_text(data: bytes) -> str:
     # Text that is not UTF-8 keeps its bytes as lone surrogates, which the mapping refuses.
     return data.decode("utf-8", "surrogateescape")
-
-
-def _set_session_read_only(dialect: str, dbapi_connection: Any) -> None:
-    # Issued on the raw DB-API connection: these are the only non-SELECT statements we send,
-    # and they only take rights away.
-    statement = {
-        "sqlite": "PRAGMA query_only = ON",
-        "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
-        "mysql": "SET SESSION TRANSACTION READ ONLY",
-        "mariadb": "SET SESSION TRANSACTION READ ONLY",
-    }.get(dialect)
-    if statement is None:
-        return
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(statement)
-    finally:
-        cursor.close()
-    if dialect != "sqlite":
-        # A session setting issued inside a transaction would be undone by its rollback.
-        dbapi_connection.commit()

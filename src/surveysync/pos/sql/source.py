@@ -12,8 +12,9 @@ next chunk starts *at* the last key, and rows already handed over there are drop
 is lost at a chunk boundary.
 
 SQLAlchemy and driver errors are translated here, once, into the ``PosError`` tree of
-``surveysync.pos.base``; none may leave this module as they are, and no message holds the
-URL's credentials.
+``surveysync.pos.base``, by the driver's code (``driver_errors``), a timeout that ran out
+named as the connect or the query timeout; none may leave this module as they are, and no
+message holds the URL's credentials.
 """
 
 from __future__ import annotations
@@ -23,16 +24,28 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import DateTime, Engine, Select, and_, bindparam, column, func, or_, select, text
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
-    OperationalError,
     ProgrammingError,
     SQLAlchemyError,
 )
 
-from surveysync.config import Preset, SqlPosSettings
+from surveysync.config import Preset, SqlPosSettings, Timestamps
 from surveysync.errors import ambiguous_userinfo, first_line, without_credentials
 from surveysync.model import Sale
 from surveysync.pos.base import (
@@ -48,6 +61,7 @@ from surveysync.pos.base import (
     UnplacedRows,
 )
 from surveysync.pos.sql import login, odbc
+from surveysync.pos.sql.driver_errors import error_class, ran_out
 from surveysync.pos.sql.engine import create_pos_engine, mapping_sql
 from surveysync.pos.sql.mapping import (
     ASCEND_QUERY,
@@ -58,6 +72,7 @@ from surveysync.pos.sql.mapping import (
     row_to_sale,
     to_pos_time,
 )
+from surveysync.pos.sql.session import SessionSettings
 
 # What a driver raises for a value it cannot hand over (beside the DBAPI's DataError).
 _VALUE_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError)
@@ -72,7 +87,7 @@ class SqlSource(SalesSource):
         self._tz = tz
         self._url = settings.url.get_secret_value()
         try:
-            self._engine: Engine = create_pos_engine(self._url)
+            self._engine: Engine = create_pos_engine(self._url, _session(settings, tz))
         except PosError as exc:
             raise type(exc)(without_credentials(str(exc), self._url)) from exc
         self._mapped = mapped_subquery(settings)
@@ -141,7 +156,7 @@ class SqlSource(SalesSource):
         """Raise PosMappingError unless the mapping yields every required column."""
         probe = select(text("*")).select_from(self._mapped).limit(0)
         try:
-            with self._engine.connect() as conn:
+            with self._connect() as conn:
                 present = set(conn.execute(probe, _probe_params()).keys())
         except SQLAlchemyError as exc:
             raise self._translate(exc) from exc
@@ -154,7 +169,7 @@ class SqlSource(SalesSource):
     def check_login(self) -> None:
         """Raise LoginCanWrite when the POS login itself could change the POS."""
         try:
-            with self._engine.connect() as conn:
+            with self._connect() as conn:
                 rights = login.write_rights(conn, self._engine.dialect.name)
         except SQLAlchemyError as exc:
             raise self._translate(exc) from exc
@@ -197,7 +212,7 @@ class SqlSource(SalesSource):
         self, statement: Any, params: dict[str, Any], *, values_fail: bool = False
     ) -> list[dict[str, Any]]:
         try:
-            with self._engine.connect() as conn:
+            with self._connect() as conn:
                 return [dict(row) for row in conn.execute(statement, params).mappings()]
         except (DataError, *_VALUE_ERRORS) as exc:
             if values_fail:
@@ -206,24 +221,76 @@ class SqlSource(SalesSource):
         except SQLAlchemyError as exc:
             raise self._translate(exc) from exc
 
+    def _connect(self) -> Connection:
+        """A connection, its failure translated as one while connecting (a timeout that runs
+        out here is the connect timeout)."""
+        try:
+            return self._engine.connect()
+        except SQLAlchemyError as exc:
+            raise self._translate(exc, connecting=True) from exc
+
     def _clean(self, message: str) -> str:
         return without_credentials(message, self._url)
 
-    def _translate(self, exc: BaseException) -> PosError:
+    def _translate(self, exc: BaseException, *, connecting: bool = False) -> PosError:
+        """The driver's error as the PosError its code says (``error_class``); by its DB-API
+        class when no code says."""
         missing = odbc.missing_driver(exc, self._url)
         if missing is not None:
             return missing
         message = self._clean(first_line(exc))
-        if isinstance(exc, ProgrammingError) or any(h in str(exc) for h in _MAPPING_HINTS):
-            return PosMappingError(f"the POS rejected the mapped query: {message}")
         if isinstance(exc, (DataError, *_VALUE_ERRORS)):
             return PosMappingError(f"the POS cannot hand over a value: {message}")
-        if isinstance(exc, OperationalError | DBAPIError):
+        if ran_out(exc):
+            return PosUnavailable(self._clean(self._timed_out(connecting, message)))
+        kind = error_class(exc) or _class_by_type(exc)
+        if kind is PosMappingError:
+            return PosMappingError(f"the POS rejected the mapped query: {message}")
+        if kind is PosUnavailable:
             hint = ""
             if ambiguous_userinfo(self._url):
                 hint = " (pos.url has an '@' in its user name or password: write it as %40)"
             return PosUnavailable(f"the POS database is unavailable: {message}{hint}")
         return PosError(f"reading the POS failed: {message}")
+
+    def _timed_out(self, connecting: bool, message: str) -> str:
+        """Which timeout ran out, and where (``_clean`` it: a misread host can hold a
+        piece of the password)."""
+        which = "connect_timeout" if connecting else "query_timeout"
+        seconds = getattr(self._settings, which)
+        return (
+            f"the POS database is unavailable: {_where(self._url)} did not answer within the "
+            f"{which.replace('_', ' ')} (pos.{which} = {seconds:g} s): {message}"
+        )
+
+
+def _where(url: str) -> str:
+    """The server a URL names (host and port), without its credentials."""
+    parsed = make_url(url)
+    if not parsed.host:
+        return "the server"
+    return f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
+
+
+def _class_by_type(exc: BaseException) -> type[PosError] | None:
+    """For an error no code classifies: SQL the server refused is the mapping's, any other
+    driver error an outage."""
+    if isinstance(exc, ProgrammingError):
+        return PosMappingError
+    if isinstance(exc, DBAPIError):
+        return PosUnavailable
+    return None
+
+
+def _session(settings: SqlPosSettings, tz: ZoneInfo) -> SessionSettings:
+    """Sessions read in the frame of the POS's naive times, so that window bounds (bound
+    naive in that frame) mean the same instants to zone-aware columns on any server."""
+    zone = "UTC" if settings.timestamps is Timestamps.UTC else tz.key
+    return SessionSettings(
+        time_zone=zone,
+        connect_timeout=settings.connect_timeout,
+        query_timeout=settings.query_timeout,
+    )
 
 
 class _ValuesFailed(Exception):
@@ -303,6 +370,3 @@ def _probe_params() -> dict[str, datetime]:
     moment = datetime(2000, 1, 1)
     return {"start": moment, "end": moment}
 
-
-# SQLite reports a query that does not fit the schema as an OperationalError.
-_MAPPING_HINTS = ("no such table", "no such column", "syntax error", "ambiguous column")
