@@ -211,7 +211,8 @@ def test_environment_overrides_still_reach_the_sql_pos(
     monkeypatch.setenv("SURVEYSYNC__POS__URL", "sqlite:///elsewhere.sqlite")
     monkeypatch.setenv("SURVEYSYNC__POS__CHUNK_SIZE", "700")
     settings = load_settings(store.write_config())
-    assert settings.pos.url.get_secret_value() == "sqlite:///elsewhere.sqlite"
+    # Relative to the config file's folder, like every relative path in the settings.
+    assert settings.pos.url.get_secret_value() == f"sqlite:///{store.root}/elsewhere.sqlite"
     assert settings.pos.chunk_size == 700
 
     monkeypatch.setenv("SURVEYSYNC__POS__KIND", "sql")
