@@ -20,6 +20,9 @@ Trials:
     lone_send_reset       the same without a crash: the lone send's answer is lost (reset),
                           then 503 until out of tries
     batch_lost_after_taken  a whole batch taken, its answer lost, then 503 until out of tries
+    killed_during_split   a batch refused (400) is being sent one by one; the sync is killed
+                          after the receiver took the second; the next sync repeats them and
+                          the receiver dies past the retry budget on its second call
 
 Each property is its own test per scenario, so a failure names the promise it broke.
 """
@@ -110,6 +113,14 @@ SCENARIOS = {
         },
         syncs=1,
         bad=(1,),
+    ),
+    "killed_during_split": Scenario(
+        12,
+        12,
+        {3: _fault("kill_client_after"), 5: _fault("die_before", down=STAY_DOWN)},
+        syncs=2,
+        bad=(1,),
+        kills=1,
     ),
     "batch_lost_after_taken": Scenario(
         12,

@@ -111,12 +111,19 @@ class Requests:
         """Requests that went out again in a call of their own (a refused batch split into
         single messages), under ``batch_key``: a repeat after a lost answer uses that key,
         in that order, rendered as of the same ``sending_at``."""
-        params = [{"rid": rid, "seq": n} for n, rid in enumerate(request_ids)]
+        self._set_keys([(rid, batch_key, n) for n, rid in enumerate(request_ids)])
+
+    def rekey_each(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Each (request id, key): the request's next call is its own, under that key."""
+        self._set_keys([(rid, key, 0) for rid, key in keys])
+
+    def _set_keys(self, keys: Sequence[tuple[str, str, int]]) -> None:
+        params = [{"rid": rid, "key": key, "seq": seq} for rid, key, seq in keys]
         with self._db.transaction() as conn:
             conn.execute(
                 update(requests)
                 .where(requests.c.id == bindparam("rid"))
-                .values(batch_key=batch_key, batch_seq=bindparam("seq")),
+                .values(batch_key=bindparam("key"), batch_seq=bindparam("seq")),
                 params,
             )
 

@@ -41,7 +41,7 @@ Every adapter is built the same way, from the whole ``ProviderSettings``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -107,6 +107,16 @@ class Suppressed:
 
     email: str
     reason: str | None = None
+
+
+@runtime_checkable
+class SplitsRefusedBatches(Protocol):
+    """A provider that sends the messages of a batch refused as a whole one by one, each
+    under a key of its own. ``on_split``, when set, is called with each message's request id
+    and new key before the first of them goes out, so that the caller can record the keys
+    first: a crash half-way then repeats each message alone, under the key it went out under."""
+
+    on_split: Callable[[Sequence[tuple[str, str]]], None] | None
 
 
 @runtime_checkable

@@ -221,6 +221,9 @@ class HttpProvider(ABC):
     name: str
     max_batch_size: int
     honours_idempotency_key: bool
+    # Told the new keys of a refused batch's messages before they go out alone (the sync
+    # records them; see ``SplitsRefusedBatches``).
+    on_split: Callable[[Sequence[tuple[str, str]]], None] | None = None
 
     def __init__(
         self,
@@ -329,10 +332,13 @@ class HttpProvider(ABC):
         if len(batch) == 1:
             return [SendResult(batch[0].request_id, RequestStatus.REJECTED, error=reason)]
         log.warning("http.batch_refused", provider=self.name, count=len(batch), error=reason)
+        alone = [_alone(email_) for email_ in batch]
+        if self.on_split is not None:
+            self.on_split([(e.request_id, e.batch_key) for e in alone])
         results: list[SendResult] = []
-        for email_ in batch:
+        for email_ in alone:
             try:
-                results.extend(self.send([_alone(email_)]))
+                results.extend(self.send([email_]))
             except ProviderLost as exc:  # it may have gone out alone, under its own key
                 raise ProviderLost(str(exc), results, lost=exc.lost, key=exc.key) from None
             except ProviderUnavailable as exc:  # those sent alone before stay settled

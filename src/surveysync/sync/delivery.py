@@ -29,6 +29,7 @@ from surveysync.ledger import (
 )
 from surveysync.model import RequestStatus, Sale
 from surveysync.providers import OutgoingEmail, ProviderLost, ProviderUnavailable, SendResult
+from surveysync.providers.base import SplitsRefusedBatches
 from surveysync.reminder_rules import reminder_plan
 from surveysync.render import RenderError
 from surveysync.sync.context import RunContext
@@ -48,6 +49,8 @@ class Delivery:
         self._accepted: dict[str, AcceptedAddress] = {}
         settings = ctx.settings
         self._reminders = reminder_plan(settings.review, settings.reminders, ctx.tz)
+        if isinstance(ctx.provider, SplitsRefusedBatches):
+            ctx.provider.on_split = ctx.ledger.requests.rekey_each  # recorded before sent
 
     def claim_and_send(self, batch: Sequence[Eligible]) -> None:
         ctx = self._ctx
@@ -87,7 +90,7 @@ class Delivery:
             ctx.report.counts["failed"] += len(unrenderable)
             not_sent.update(s.request_id for s in unrenderable)
             if outgoing:
-                not_sent.update(self._send(outgoing, moment))
+                not_sent.update(self._send(outgoing, moment, repeat=batch_key is not None))
         return not_sent
 
     def _candidate(self, item: Eligible) -> Candidate:
@@ -134,27 +137,35 @@ class Delivery:
             outgoing.append(OutgoingEmail(item.request_id, item.request_id, message, batch_key))
         return outgoing, failed
 
-    def _send(self, outgoing: Sequence[OutgoingEmail], moment: datetime) -> set[str]:
-        """One provider call, settled; returns the ids of the requests that did not go out."""
+    def _send(
+        self, outgoing: Sequence[OutgoingEmail], moment: datetime, *, repeat: bool
+    ) -> set[str]:
+        """One provider call, settled; returns the ids of the requests that did not go out.
+        ``repeat``: the call repeats one a crash left in flight, which may have gone out."""
         ctx = self._ctx
         ids = [o.request_id for o in outgoing]
         ctx.ledger.requests.mark_sending(ids, moment, ctx.provider.name, outgoing[0].batch_key)
         try:
             results = ctx.provider.send(outgoing)
         except ProviderUnavailable as exc:
-            self._provider_lost(exc, ids, outgoing[0].batch_key)
+            self._provider_lost(exc, ids, outgoing[0].batch_key, repeat=repeat)
             raise
         self._settle(results)
         self._hold_unanswered(set(ids) - {r.request_id for r in results})
         return {r.request_id for r in results if r.status != RequestStatus.SENT}
 
-    def _provider_lost(self, exc: ProviderUnavailable, ids: Sequence[str], key: str) -> None:
+    def _provider_lost(
+        self, exc: ProviderUnavailable, ids: Sequence[str], key: str, *, repeat: bool
+    ) -> None:
         """What went out before the provider was lost is recorded. What may have reached it
-        (``ProviderLost``) stays ``sending`` under the key it went out under, repeated so by
-        the next run; the rest left nothing behind: back to pending, sent by the next run."""
+        (``ProviderLost``, or anything unsettled of a call that repeats one a crash left in
+        flight) stays ``sending`` under the key it went out under, repeated so by the next
+        run; the rest left nothing behind: back to pending, sent by the next run."""
         requests = self._ctx.ledger.requests
         self._settle(exc.results)
         kept = set(exc.lost) if isinstance(exc, ProviderLost) else set()
+        if repeat:
+            kept = set(ids) - {r.request_id for r in exc.results}
         if isinstance(exc, ProviderLost) and exc.key != key:  # it went out alone
             requests.rekey(exc.lost, exc.key)
         if kept:
