@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 
 from surveysync.model import COUNTED
@@ -73,8 +74,23 @@ def send(driver: WebDriver) -> str:
     """Press Send and wait (60 s at most) for the next page; its heading."""
     form = driver.find_element(By.TAG_NAME, "form")
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(driver, 60).until(staleness_of(form))
+    WebDriverWait(driver, 60).until(lambda _: left_behind(form))
     return str(driver.find_element(By.TAG_NAME, "h1").text)
+
+
+def left_behind(element: WebElement) -> bool:
+    """Whether the page that held ``element`` is gone. While the browser swaps documents,
+    chromedriver answers a question about an old element either as stale or, at some
+    moments, with an inspector error that it belongs to no document: both mean gone."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" not in str(exc):
+            raise
+        return True
+    return False
 
 
 def test_a_customer_answers_in_korean_and_in_dutch(
