@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
+
+
+# Alembic's ``op`` and ``context`` are process-wide proxies, set up and torn down around each
+# run of env.py: two threads upgrading at once (two ledgers opened together) would tear down
+# each other's. One upgrade at a time per process.
+_UPGRADING = threading.Lock()
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
@@ -29,4 +37,5 @@ def current_revision(connection: Connection) -> str | None:
 
 def upgrade(connection: Connection) -> None:
     """Apply every migration not yet applied, inside the caller's transaction."""
-    command.upgrade(_alembic_config(connection), "head")
+    with _UPGRADING:
+        command.upgrade(_alembic_config(connection), "head")
