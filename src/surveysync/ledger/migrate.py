@@ -10,7 +10,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
-
 # Alembic's ``op`` and ``context`` are process-wide proxies, set up and torn down around each
 # run of env.py: two threads upgrading at once (two ledgers opened together) would tear down
 # each other's. One upgrade at a time per process.
