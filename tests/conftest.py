@@ -181,6 +181,9 @@ REQUIRE_SERVICES = os.environ.get("SURVEYSYNC_REQUIRE_SERVICES") == "1"
 POSTGRES_ADMIN_URL = os.environ.get(
     "SURVEYSYNC_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+MARIADB_ADMIN_URL = os.environ.get(
+    "SURVEYSYNC_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/mysql"
+)
 
 
 def server_missing(what: str, why: object) -> None:
@@ -208,6 +211,25 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A fresh, empty MariaDB database for one test (pymysql URL), dropped afterwards."""
+    server = create_engine(MARIADB_ADMIN_URL)
+    name = f"surveysync_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with server.begin() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    except (SQLAlchemyError, ImportError) as exc:
+        server.dispose()
+        server_missing(f"MariaDB at {MARIADB_ADMIN_URL}", exc)
+    try:
+        yield make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.begin() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        server.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -158,7 +158,7 @@ class ReceiverProcess:
             event = json.loads(line)
             if event["event"] == "dying":
                 self._down[proc.pid] = float(event["down"])
-            elif event["event"] == "holding" and event.get("kill_client"):
+            elif event["event"] == "holding":
                 self._on_hold(event)
 
     def _watch(self, proc: subprocess.Popen[str], reader: threading.Thread) -> None:
@@ -314,8 +314,9 @@ class CrashRun:
         return self.sync()
 
     def _held(self, event: dict[str, Any]) -> None:
+        # Only the kill_client faults end the sync; a plain hold waits for its own timeout.
         killer = self._current
-        if killer is not None:
+        if killer is not None and event.get("kill_client"):
             killer("hold")
 
     def _sync_argv(self) -> list[str]:

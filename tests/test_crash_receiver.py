@@ -5,8 +5,10 @@ scripted faults. The crash trials count on each of these to tell a duplicate fro
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,22 +31,26 @@ class Receiver:
         if plan:
             (root / "plan.json").write_text(json.dumps({"faults": plan}), encoding="utf-8")
             args += ["--plan", str(root / "plan.json")]
-        self.process = ReceiverProcess(self.db, args, on_hold=lambda event: None)
+        self.held = threading.Event()
+        self.process = ReceiverProcess(self.db, args, on_hold=lambda event: self.held.set())
         self.process.start()
 
-    def post(
-        self, key: str, *addresses: str, secret: str = WEBHOOK_SECRET, timeout: float = 30.0
-    ) -> httpx.Response:
-        messages = [{"request_id": f"r-{a.split('@')[0]}", "to": a} for a in addresses]
-        body = json.dumps({"type": "survey_requests", "messages": messages}).encode()
-        stamp = str(int(time.time()))
-        headers = {
-            "Idempotency-Key": key,
-            "X-Surveysync-Timestamp": stamp,
-            "X-Surveysync-Signature": signature(secret, stamp, body),
-        }
-        url = f"http://127.0.0.1:{self.process.port}/hooks/surveys"
-        return httpx.post(url, content=body, headers=headers, timeout=timeout)
+    def post(self, key: str, *addresses: str, secret: str = WEBHOOK_SECRET) -> httpx.Response:
+        body, headers = _signed_call(key, addresses, secret)
+        url = f"http://127.0.0.1:{self.process.port}{PATH}"
+        return httpx.post(url, content=body, headers=headers, timeout=30.0)
+
+    def post_and_give_up_once_held(self, key: str, *addresses: str) -> None:
+        """Sends a call and hangs up only after the receiver says it holds the answer, so
+        the test does not race a client timeout against the receiver's commit."""
+        body, headers = _signed_call(key, addresses, WEBHOOK_SECRET)
+        conn = http.client.HTTPConnection("127.0.0.1", self.process.port)
+        try:
+            conn.request("POST", PATH, body=body, headers=headers)
+            # A safety net for a broken receiver, not a race: the hold is announced first.
+            assert self.held.wait(120), "the receiver never announced that it holds the call"
+        finally:
+            conn.close()
 
     def delivered(self) -> list[tuple[str, str]]:
         """(request id, key) of every delivery the record holds."""
@@ -53,6 +59,20 @@ class Receiver:
 
 
 Start = Callable[..., Receiver]
+PATH = "/hooks/surveys"
+
+
+def _signed_call(key: str, addresses: tuple[str, ...], secret: str) -> tuple[bytes, dict[str, str]]:
+    messages = [{"request_id": f"r-{a.split('@')[0]}", "to": a} for a in addresses]
+    body = json.dumps({"type": "survey_requests", "messages": messages}).encode()
+    stamp = str(int(time.time()))
+    headers = {
+        "Idempotency-Key": key,
+        "Content-Type": "application/json",
+        "X-Surveysync-Timestamp": stamp,
+        "X-Surveysync-Signature": signature(secret, stamp, body),
+    }
+    return body, headers
 
 
 @pytest.fixture
@@ -128,11 +148,10 @@ def test_scripted_faults_meet_the_calls_they_name(start: Start) -> None:
 
 
 def test_a_held_answer_is_taken_and_waits_for_the_client_to_give_up(start: Start) -> None:
-    """The receiver takes the batch and never answers; the client's own timeout ends the
-    call, and its repeat under the same key gets the answer without a second delivery."""
+    """The receiver takes the batch and never answers; the client hangs up, and its repeat
+    under the same key gets the answer without a second delivery."""
     receiver = start({1: {"kind": "handled_hold"}})
-    with pytest.raises(httpx.ReadTimeout):
-        receiver.post("k1", "ann@example.com", timeout=0.5)
+    receiver.post_and_give_up_once_held("k1", "ann@example.com")
     assert receiver.post("k1", "ann@example.com").status_code == 200
     assert receiver.delivered() == [("r-ann", "k1")]
 

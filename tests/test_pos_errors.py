@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import re
 import socket
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from surveysync import pos
 from surveysync.config import Preset, SqlPosSettings
@@ -25,7 +22,6 @@ from surveysync.demo import PosWriter, create_pos_schema
 from surveysync.pos import CheckName, PosMappingError, PosUnavailable
 from surveysync.sync import SyncError
 from tests.conftest import TZ, Store, local, server_missing
-from tests.test_pos_guard import MARIADB_ADMIN_URL
 
 ODBC_DRIVER = "MariaDB Unicode"
 
@@ -66,40 +62,19 @@ def postgresql_url(postgres_url: str) -> str:
 
 
 @pytest.fixture
-def mariadb_database() -> Iterator[str]:
-    name = f"surveysync_test_{uuid.uuid4().hex[:12]}"
-    server = create_engine(MARIADB_ADMIN_URL)
-    try:
-        with server.begin() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    except (SQLAlchemyError, ImportError) as exc:
-        server.dispose()
-        server_missing(f"MariaDB at {MARIADB_ADMIN_URL}", exc)
-    try:
-        url = make_url(MARIADB_ADMIN_URL).set(database=name)
-        _fill(url.render_as_string(hide_password=False))
-        yield name
-    finally:
-        with server.begin() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        server.dispose()
+def mariadb_url(mariadb_url: str) -> str:
+    """The shared fresh database, holding one sale."""
+    _fill(mariadb_url)
+    return mariadb_url
 
 
 @pytest.fixture
-def mariadb_url(mariadb_database: str) -> str:
-    url = make_url(MARIADB_ADMIN_URL).set(database=mariadb_database)
-    return url.render_as_string(hide_password=False)
-
-
-@pytest.fixture
-def mariadb_odbc_url(mariadb_database: str) -> str:
+def mariadb_odbc_url(mariadb_url: str) -> str:
     import pyodbc
 
     if ODBC_DRIVER not in pyodbc.drivers():
         server_missing(f"the ODBC driver {ODBC_DRIVER!r}", pyodbc.drivers())
-    url = make_url(MARIADB_ADMIN_URL).set(
-        drivername="mysql+pyodbc", database=mariadb_database, query={"driver": ODBC_DRIVER}
-    )
+    url = make_url(mariadb_url).set(drivername="mysql+pyodbc", query={"driver": ODBC_DRIVER})
     return url.render_as_string(hide_password=False)
 
 

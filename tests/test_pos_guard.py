@@ -5,7 +5,6 @@ same before and after. ``surveysync check`` says when the login itself could wri
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,11 +28,8 @@ from surveysync.pos import (
     ReadOnlyViolation,
     create_pos_engine,
 )
-from tests.conftest import TZ, local, server_missing
+from tests.conftest import TZ, local
 
-MARIADB_ADMIN_URL = os.environ.get(
-    "SURVEYSYNC_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/mysql"
-)
 TABLES = ("customers", "transactions", "locations", "employees", "audit")
 
 
@@ -111,16 +107,8 @@ def postgresql_pos(postgres_url: str) -> Iterator[Pos]:
 
 
 @pytest.fixture
-def mariadb_pos() -> Iterator[Pos]:
-    name = f"surveysync_test_{uuid.uuid4().hex[:12]}"
-    server = create_engine(MARIADB_ADMIN_URL)
-    try:
-        with server.begin() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    except (SQLAlchemyError, ImportError) as exc:
-        server.dispose()
-        server_missing(f"MariaDB at {MARIADB_ADMIN_URL}", exc)
-    url = make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+def mariadb_pos(mariadb_url: str) -> Iterator[Pos]:
+    url = mariadb_url
     admin = create_engine(url)
     _fill(admin)
     with admin.begin() as conn:
@@ -136,9 +124,6 @@ def mariadb_pos() -> Iterator[Pos]:
     yield Pos(url, admin, "mariadb", bystander)
     bystander.close()
     admin.dispose()
-    with server.begin() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-    server.dispose()
 
 
 @pytest.fixture(params=["postgresql", "mariadb"])
@@ -297,7 +282,6 @@ def test_a_login_with_one_write_grant_is_named(pos_db: Pos, read_only_login: str
     [*_, login] = pos.check(SqlPosSettings(url=read_only_login), TZ)
     assert not login.ok
     assert ("public.customers" in login.detail) or ("INSERT" in login.detail), login.detail
-
 
 
 def test_a_column_the_server_cannot_hand_over_is_one_error_naming_it(

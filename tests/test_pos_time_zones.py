@@ -9,22 +9,17 @@ set to three zones in turn: each day's sales are exactly the sales of that local
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from surveysync import pos
 from surveysync.config import SqlPosSettings, Timestamps
 from surveysync.demo import PosWriter, create_pos_schema
 from surveysync.model import Sale
-from tests.conftest import server_missing
-from tests.test_pos_guard import MARIADB_ADMIN_URL
 
 SERVER_ZONES = ("Europe/Amsterdam", "America/New_York", "Pacific/Auckland")
 # A store's zone and the days of its two daylight-saving changes in 2026.
@@ -144,24 +139,6 @@ def _postgres_default_zone(url: str, database: str, zone: str) -> None:
 # global to the server, shared with other tests: each connection of the test's URL starts
 # in another zone instead (pymysql's init_command), as a server set to it would.
 MARIADB_SERVER_ZONES = ("+01:00", "-05:00", "+13:00")
-
-
-@pytest.fixture
-def mariadb_url() -> Iterator[str]:
-    name = f"surveysync_test_{uuid.uuid4().hex[:12]}"
-    server = create_engine(MARIADB_ADMIN_URL)
-    try:
-        with server.begin() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    except (SQLAlchemyError, ImportError) as exc:
-        server.dispose()
-        server_missing(f"MariaDB at {MARIADB_ADMIN_URL}", exc)
-    try:
-        yield make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.begin() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        server.dispose()
 
 
 @pytest.mark.parametrize("store_zone", sorted(STORES))
