@@ -291,7 +291,9 @@ def test_demo_runs_and_every_skip_reason_appears(
     sent = int(re.search(r"^sent\t(\d+)\t", result.output, re.MULTILINE).group(1))  # type: ignore[union-attr]
     assert sent > 100
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == sent
-    for reason in SkipReason:
+    # The demo reads through the preset, whose joins are on primary keys: no sale comes in two
+    # rows, so repeated_row (a custom query's mistake) cannot appear.
+    for reason in set(SkipReason) - {SkipReason.REPEATED_ROW}:
         assert re.search(rf"^{reason.value}\t\d+\t", result.output, re.MULTILINE), reason
     assert "explain --customer C" in result.output
 

@@ -10,7 +10,9 @@ provider call. Nothing is sent.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 
 from surveysync import pos, providers
 from surveysync.config import Settings
@@ -18,6 +20,7 @@ from surveysync.example_values import example_values
 from surveysync.ledger import LedgerError, migrate, open_ledger
 from surveysync.reminders import ReminderComposer
 from surveysync.render import Renderer
+from surveysync.sync.sample import DaySample, latest_day
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,64 @@ def check_config(settings: Settings) -> list[Check]:
 
 
 def check_pos(settings: Settings) -> list[Check]:
-    return [Check(str(r.name), r.ok, r.detail) for r in pos.check(settings.pos, settings.store.tz)]
+    """The POS answers, read-only, through a mapping that fits; then its values make sense."""
+    found = [Check(str(r.name), r.ok, r.detail) for r in pos.check(settings.pos, settings.store.tz)]
+    if all(c.ok for c in found):
+        found.extend(check_values(settings))
+    return found
+
+
+def check_values(settings: Settings, now: datetime | None = None) -> list[Check]:
+    """The latest day with sales, read as a night reads it: one failed line per kind of row
+    it cannot read and one for sales it yields more than once; else one line that passes."""
+    tz = settings.store.tz
+    try:
+        sample = read_latest_day(settings, now or datetime.now(tz))
+    except pos.PosError as exc:
+        return [Check("values", False, str(exc))]
+    if sample.day is None:
+        return [Check("values", True, "no sale in the last year to look at")]
+    problems = [*_unreadable(sample), *_repeated(sample)]
+    if problems:
+        return [Check("values", False, f"{sample.day}: {p}") for p in problems]
+    return [
+        Check("values", True, f"{sample.day}: {len(sample.sales)} sales, every value understood")
+    ]
+
+
+def read_latest_day(settings: Settings, now: datetime) -> DaySample:
+    """The latest day with sales through the configured source. Raises PosError."""
+    source = pos.create(settings.pos, settings.store.tz)
+    try:
+        return latest_day(source, settings.store.tz, now)
+    finally:
+        source.close()
+
+
+def _unreadable(sample: DaySample) -> list[str]:
+    """One line per column and problem: how many rows, a few of their ids."""
+    by_kind: Counter[str] = Counter()
+    ids: dict[str, list[str]] = {}
+    for problem in sample.problems:
+        what = problem.problem.rsplit(": ", 1)[0]  # without the masked value
+        by_kind[what] += 1
+        ids.setdefault(what, []).append(problem.transaction_id or "(no id)")
+    return [
+        f"{count} of {sample.rows} rows cannot be read: {what} (e.g. {', '.join(ids[what][:5])})"
+        for what, count in by_kind.most_common()
+    ]
+
+
+def _repeated(sample: DaySample) -> list[str]:
+    if not sample.repeated:
+        return []
+    refs = sorted(sample.repeated)
+    differing = len(sample.conflicting)
+    return [
+        f"{len(refs)} sales come in more than one row ({differing} with different values, "
+        "which are not asked): the mapping must yield one row per sale and customer "
+        f"(e.g. {', '.join(ref[0] for ref in refs[:5])})"
+    ]
 
 
 def check_ledger(settings: Settings) -> list[Check]:

@@ -76,9 +76,15 @@ def init(path: Path, force: bool, data_dir: Path | None) -> None:
 
 
 @main.command()
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    help="Also show N sales of the latest day as surveysync reads them, with each decision.",
+)
 @click.pass_context
-def check(ctx: click.Context) -> None:
-    """Check config, POS, mapped columns, ledger and provider: one line each."""
+def check(ctx: click.Context, sample: int | None) -> None:
+    """Check config, POS, mapped columns, the latest day's values, ledger and provider: one
+    line each."""
     from surveysync.checks import run_checks
     from surveysync.console import print_checks
 
@@ -91,7 +97,25 @@ def check(ctx: click.Context) -> None:
     configure_logs(settings)
     results = run_checks(settings)
     print_checks(out, results)
+    if sample:
+        _print_sample(out, settings, sample)
     ctx.exit(0 if all(r.ok for r in results) else EXIT_FAILED)
+
+
+def _print_sample(out: Output, settings: Settings, count: int) -> None:
+    from surveysync.checks import read_latest_day
+    from surveysync.console import print_sample
+    from surveysync.pos import PosError
+    from surveysync.sync.sample import decisions
+
+    now = now_of(settings)
+    try:
+        day = read_latest_day(settings, now)
+    except PosError as exc:
+        out.line(f"sample    failed  {exc}")
+        return
+    shown = day.sales[:count]
+    print_sample(out, settings, day, shown, decisions(settings, shown, now))
 
 
 # --- the daemon, sync and backfill -----------------------------------------------------

@@ -177,6 +177,30 @@ class SqlPosSettings(Section):
     # one read. A POS that does not answer within them fails the read as unavailable.
     connect_timeout: Annotated[float, Field(gt=0, le=3600)] = 15
     query_timeout: Annotated[float, Field(gt=0, le=86_400)] = 300
+    # What the POS writes in `kind` besides sale, return and void, and which of the three it
+    # means: {refund = "return", layaway = "sale"}. Matched without regard to case.
+    kind_values: dict[str, SaleKind] = Field(default_factory=dict)
+    # Customer ids that mean "no customer" (a walk-in): Lightspeed writes 0, some POS -1.
+    walk_in_customer_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("kind_values")
+    @classmethod
+    def _kind_words(cls, value: dict[str, SaleKind]) -> dict[str, SaleKind]:
+        words = {word.strip().lower(): kind for word, kind in value.items()}
+        if "" in words:
+            raise ValueError("a POS value cannot be empty")
+        return words
+
+    @field_validator("walk_in_customer_ids", mode="before")
+    @classmethod
+    def _walk_in_ids(cls, value: Any) -> Any:
+        """Ids as text, as the mapping reads them: ``[0]`` and ``["0"]`` are the same."""
+        if not isinstance(value, list):
+            return value
+        ids = [str(one).strip() if isinstance(one, int | str) else one for one in value]
+        if "" in ids:
+            raise ValueError("an id cannot be empty (a sale without an id is a walk-in already)")
+        return ids
 
     @model_validator(mode="after")
     def _resolve(self) -> SqlPosSettings:

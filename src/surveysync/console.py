@@ -11,6 +11,7 @@ import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -38,8 +39,10 @@ if TYPE_CHECKING:  # the stages' records, named in annotations only: importing t
     from surveysync.config import Settings
     from surveysync.ledger import reports
     from surveysync.ledger.activity import SurveyAnswer
+    from surveysync.model import Sale
     from surveysync.render import SurveyEmail
     from surveysync.sync import ProgressHook, RunReport
+    from surveysync.sync.sample import DaySample
 
 _LEVEL_STYLES = {"debug": "dim", "warning": "yellow", "error": "bold red", "critical": "bold red"}
 
@@ -214,6 +217,8 @@ def print_status(out: Output, result: reports.Status, settings: Settings) -> Non
     )
     out.line(f"days covered: {day_list(result.covered_days)}")
     out.line(f"days missed:  {day_list(result.missed_days)}")
+    if result.pos_problems:
+        _print_pos_problems(out, result)
     out.table(
         "Recent runs",
         ["started", "kind", "status", "window", "sent", "error"],
@@ -237,6 +242,18 @@ def print_status(out: Output, result: reports.Status, settings: Settings) -> Non
     out.table("Requests by status", ["status", "count"], sorted(result.requests_by_status.items()))
     if result.unsettled:
         _print_unsettled(out, result, tz)
+
+
+def _print_pos_problems(out: Output, result: reports.Status) -> None:
+    out.table(
+        "POS rows not used as they came, in these days (fix the mapping or the POS data; "
+        "surveysync check --sample 20 shows how rows are read)",
+        ["problem", "column", "sales", "transactions (latest first)"],
+        [
+            (p.reason, p.column or "", p.count, ", ".join(p.transaction_ids))
+            for p in result.pos_problems
+        ],
+    )
 
 
 def _print_unsettled(out: Output, result: reports.Status, tz: ZoneInfo) -> None:
@@ -402,6 +419,42 @@ def print_preview(out: Output, email: SurveyEmail) -> None:
 def print_checks(out: Output, checks: Sequence[Check]) -> None:
     for check in checks:
         out.line(f"{check.name:<9} {'ok' if check.ok else 'failed':<7} {check.detail}")
+
+
+def print_sample(
+    out: Output, settings: Settings, day: DaySample, sales: Sequence[Sale], decided: Sequence[str]
+) -> None:
+    """Each sampled sale, every column as surveysync read it (the address masked), and what
+    the rules would decide now."""
+    if day.day is None:
+        out.line("sample    no sale in the last year to show")
+        return
+    out.line(
+        f"sample    {len(sales)} of the {len(day.sales)} sales of {day.day} "
+        f"({day.rows} rows), as surveysync reads them"
+    )
+    for sale, decision in zip(sales, decided, strict=True):
+        rows = _sale_rows(sale, settings)
+        out.table(f"{sale.transaction_id}: {decision}", ["column", "value"], rows)
+
+
+def _sale_rows(sale: Sale, settings: Settings) -> list[tuple[str, str]]:
+    from surveysync.ledger.keys import mask_email
+
+    tz = settings.store.tz
+    shown: list[tuple[str, str]] = []
+    for column in fields(sale):
+        name, value = column.name, getattr(sale, column.name)
+        if isinstance(value, datetime):
+            text = f"{local_time(value, tz)} ({tz.key})"
+        elif name == "email" and value:
+            text = mask_email(value)
+        elif name == "customer_id" and value is None:
+            text = "(none: a walk-in)"
+        else:
+            text = "(empty)" if value is None else str(value)
+        shown.append((name, text))
+    return shown
 
 
 def print_suppressions(out: Output, rows: Sequence[dict[str, Any]], tz: ZoneInfo) -> None:

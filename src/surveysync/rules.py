@@ -46,6 +46,7 @@ class SkipReason(StrEnum):
     TOO_OLD = "too_old"
     UNSUBSCRIBED = "unsubscribed"
     COOLDOWN = "cooldown"
+    REPEATED_ROW = "repeated_row"
     DUPLICATE_IN_RUN = "duplicate_in_run"
 
 
@@ -68,6 +69,10 @@ REASON_TEXT: dict[SkipReason, str] = {
     SkipReason.UNSUBSCRIBED: "unsubscribed (POS flag, suppression list or provider list)",
     SkipReason.COOLDOWN: "asked within the cooldown (rules.cooldown_months), answered or not",
     SkipReason.DUPLICATE_IN_RUN: "another sale of the same person in this run was chosen",
+    SkipReason.REPEATED_ROW: (
+        "the mapping yielded this sale and customer twice with different values (one row per "
+        "email address, say); it must yield one row per sale"
+    ),
 }
 
 # A sale skipped for one of these may be decided again when it is read again: the fact

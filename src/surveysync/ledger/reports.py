@@ -15,10 +15,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from surveysync.ledger import activity
+from surveysync.ledger.data_problems import PosDataProblem, pos_data_problems
 from surveysync.ledger.schema import cooldowns, coverage, decisions, requests, runs, suppressions
 from surveysync.ledger.store import Ledger
 from surveysync.model import UNSETTLED
 from surveysync.rules import next_eligible_at
+from surveysync.windows import day_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class Status:
     requests_by_status: Counter[str]
     unsettled: list[UnsettledRow] = field(default_factory=list)
     unsettled_total: int = 0  # all of them, when ``unsettled`` shows only the first ones
+    pos_problems: list[PosDataProblem] = field(default_factory=list)  # in the days shown
 
     @property
     def failing(self) -> bool:
@@ -83,6 +86,7 @@ class Status:
                 for u in self.unsettled
             ],
             "runs": [_run_dict(r) for r in self.runs],
+            "pos_data_problems": [p.as_dict() for p in self.pos_problems],
         }
 
 
@@ -105,6 +109,7 @@ def status(
         requests_by_status=by_status,
         unsettled=_unsettled(ledger, unsettled_limit),
         unsettled_total=sum(by_status[s] for s in UNSETTLED),
+        pos_problems=pos_data_problems(ledger, day_start(since, tz)),
     )
 
 

@@ -31,6 +31,7 @@ from surveysync.windows import DaySlice
 log = structlog.get_logger("surveysync.sync")
 
 Skip = tuple[Sale, tuple[str, ...], SkipReason]
+_SAMPLE = 10  # transaction ids named in a log event
 
 
 class DayReader:
@@ -41,12 +42,15 @@ class DayReader:
 
     def process(self, day: DaySlice) -> None:
         ctx = self._ctx
-        choices = RunChoices()
         eligible: list[Eligible] = []
-        seen: set[SaleRef] = set()
+        rows = _DayRows()
         for chunk in ctx.pos.sales(day.start, day.end):
             ctx.check_stop()
-            eligible.extend(self._decide_chunk(chunk, choices, seen, day.start))
+            eligible.extend(self._decide_chunk(chunk, rows, day.start))
+        eligible = self._without_repeated(eligible, rows, day)
+        choices = RunChoices()
+        for item in eligible:
+            choices.offer(item.sale, item.keys)
         chosen: list[Eligible] = []
         losers: list[Eligible] = []
         for item in eligible:
@@ -61,14 +65,10 @@ class DayReader:
         log.info("day.covered", day=day.day.isoformat(), until=day.end.isoformat())
 
     def _decide_chunk(
-        self,
-        chunk: list[Sale | RowProblem],
-        choices: RunChoices,
-        seen: set[SaleRef],
-        day_start: datetime,
+        self, chunk: list[Sale | RowProblem], rows: _DayRows, day_start: datetime
     ) -> list[Eligible]:
-        """Record the chunk's skips; offer the rest to the day's choice and return them."""
-        decided, already = self._decide(self._readable(chunk, seen, day_start))
+        """Record the chunk's skips; return the sales that may be asked."""
+        decided, already = self._decide(self._readable(chunk, rows, day_start))
         self._ctx.report.counts["already_decided"] += already
         skips: list[Skip] = []
         eligible: list[Eligible] = []
@@ -79,11 +79,31 @@ class DayReader:
             if decision.reason is not None:
                 skips.append((sale, keys, decision.reason))
             else:
-                choices.offer(sale, keys)
                 eligible.append(self._people.eligible(sale, facts))
         self._record_skips(skips)
         self._ctx.progress("sales", len(chunk))
         return eligible
+
+    def _without_repeated(
+        self, eligible: list[Eligible], rows: _DayRows, day: DaySlice
+    ) -> list[Eligible]:
+        """A sale the mapping yielded twice with different values (one row per address of a
+        customer, say) is not asked: which row is right is the mapping's to say. Logged with
+        the ids, decided ``repeated_row``."""
+        if not rows.repeated:
+            return eligible
+        self._ctx.report.counts["repeated_rows"] += rows.repeated
+        log.warning(
+            "pos.rows_repeated",
+            day=day.day.isoformat(),
+            count=rows.repeated,
+            conflicting=len(rows.conflicting),
+            transaction_ids=sorted({ref[0] for ref in rows.conflicting})[:_SAMPLE],
+            hint="the mapping must yield one row per sale and customer (surveysync check --sample)",
+        )
+        ambiguous = [e for e in eligible if e.sale.ref in rows.conflicting]
+        self._record_skips([(e.sale, e.keys, SkipReason.REPEATED_ROW) for e in ambiguous])
+        return [e for e in eligible if e.sale.ref not in rows.conflicting]
 
     def _decide(self, sales: list[Sale]) -> tuple[list[tuple[Sale, ChunkFacts, Decision]], int]:
         """Decide the sales the ledger has no final decision for; (decisions, how many had)."""
@@ -99,7 +119,7 @@ class DayReader:
         return decided, len(sales) - len(fresh)
 
     def _readable(
-        self, chunk: list[Sale | RowProblem], seen: set[SaleRef], day_start: datetime
+        self, chunk: list[Sale | RowProblem], rows: _DayRows, day_start: datetime
     ) -> list[Sale]:
         """The chunk's sales, each once; its unreadable rows are decided here."""
         sales: list[Sale] = []
@@ -107,10 +127,7 @@ class DayReader:
         for item in chunk:
             if isinstance(item, RowProblem):
                 problems.extend(self._unreadable(item, day_start))
-            elif item.ref in seen:  # the mapping yielded this sale and person twice
-                self._ctx.report.counts["repeated_rows"] += 1
-            else:
-                seen.add(item.ref)
+            elif rows.first_time(item):
                 sales.append(item)
         self._ctx.report.counts["sales_read"] += len(chunk)
         if problems:
@@ -158,6 +175,25 @@ class DayReader:
         ctx.ledger.decisions.record(ctx.report.run_id, rows, ctx.now)
         ctx.report.counts.update(str(reason) for _, _, reason in skips)
         ctx.progress("skipped", len(skips))
+
+
+class _DayRows:
+    """The sales a day has read, to tell a row the mapping yields twice: the same values
+    again (a join that multiplies rows) is harmless, other values make the sale ambiguous."""
+
+    def __init__(self) -> None:
+        self._first: dict[SaleRef, Sale] = {}
+        self.repeated = 0
+        self.conflicting: set[SaleRef] = set()
+
+    def first_time(self, sale: Sale) -> bool:
+        first = self._first.setdefault(sale.ref, sale)
+        if first is sale:
+            return True
+        self.repeated += 1
+        if first != sale:
+            self.conflicting.add(sale.ref)
+        return False
 
 
 def _log_decision(sale: Sale, facts: ChunkFacts, decision: Decision) -> None:

@@ -13,13 +13,14 @@ bad row must not stop a night.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from surveysync.config import Timestamps
+from surveysync.config import SqlPosSettings, Timestamps
 from surveysync.model import Sale, SaleKind
 from surveysync.pos.base import RowProblem
 
@@ -97,12 +98,32 @@ class _BadValue(ValueError):
     pass
 
 
-def row_to_sale(row: Mapping[str, Any], tz: ZoneInfo, timestamps: Timestamps) -> Sale | RowProblem:
+@dataclass(frozen=True, slots=True)
+class PosValues:
+    """How this POS writes what the columns mean, beyond the words every mapping knows:
+    its own kind words (``pos.kind_values``) and the customer ids of a walk-in
+    (``pos.walk_in_customer_ids``)."""
+
+    kinds: tuple[tuple[str, SaleKind], ...] = ()
+    walk_in_ids: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, settings: SqlPosSettings) -> PosValues:
+        kinds = tuple(sorted(settings.kind_values.items()))
+        return cls(kinds, frozenset(settings.walk_in_customer_ids))
+
+
+PLAIN = PosValues()
+
+
+def row_to_sale(
+    row: Mapping[str, Any], tz: ZoneInfo, timestamps: Timestamps, words: PosValues = PLAIN
+) -> Sale | RowProblem:
     """The row as a Sale, or a RowProblem naming the first column that cannot be read.
 
     Whatever the value (an unparsable time, hour 25, an integer, a year past 9999, NaN,
     invalid UTF-8), the answer is one of the two; no exception leaves this function."""
-    readers = _readers(tz, timestamps)
+    readers = _readers(tz, timestamps, words)
     values: dict[str, Any] = {}
     problem: tuple[str, str] | None = None
     for column, read in readers.items():
@@ -129,16 +150,25 @@ def row_to_sale(row: Mapping[str, Any], tz: ZoneInfo, timestamps: Timestamps) ->
 
 
 @lru_cache(maxsize=8)
-def _readers(tz: ZoneInfo, timestamps: Timestamps) -> dict[str, Callable[[Any], Any]]:
-    """Each column's reader, in REQUIRED_COLUMNS order (built once per zone and frame)."""
+def _readers(
+    tz: ZoneInfo, timestamps: Timestamps, words: PosValues
+) -> dict[str, Callable[[Any], Any]]:
+    """Each column's reader, in REQUIRED_COLUMNS order (built once per zone, frame and
+    value words)."""
     def time(value: Any) -> datetime | None:
         return to_store_time(value, tz, timestamps)
+
+    kinds = dict(words.kinds)
+
+    def customer(value: Any) -> str | None:
+        found = _text(value)
+        return None if found in words.walk_in_ids else found
 
     return {
         "transaction_id": _text,
         "sale_at": time,
         "finalized_at": time,
-        "customer_id": _text,
+        "customer_id": customer,
         "email": _address,
         "first_name": _text,
         "last_name": _text,
@@ -149,7 +179,7 @@ def _readers(tz: ZoneInfo, timestamps: Timestamps) -> dict[str, Callable[[Any], 
         "location_name": _text,
         "employee_name": _text,
         "total": _decimal,
-        "kind": _kind,
+        "kind": lambda value: _kind(value, kinds),
     }
 
 
@@ -266,9 +296,14 @@ def _decimal(value: Any) -> Decimal | None:
     return number
 
 
-def _kind(value: Any) -> SaleKind:
+def _kind(value: Any, kinds: Mapping[str, SaleKind]) -> SaleKind:
+    """sale, return or void, or a word ``pos.kind_values`` names; none is a sale."""
     word = (_text(value) or "sale").lower()
+    if word in kinds:
+        return kinds[word]
     try:
         return SaleKind(word)
     except ValueError:
-        raise _BadValue("must be sale, return or void") from None
+        raise _BadValue(
+            "must be sale, return or void (map other words with pos.kind_values)"
+        ) from None

@@ -69,6 +69,7 @@ from surveysync.pos.sql.mapping import (
     LATEST,
     REQUIRED_COLUMNS,
     UNPLACED_QUERY,
+    PosValues,
     row_to_sale,
     to_pos_time,
 )
@@ -91,6 +92,7 @@ class SqlSource(SalesSource):
         except PosError as exc:
             raise type(exc)(without_credentials(str(exc), self._url)) from exc
         self._mapped = mapped_subquery(settings)
+        self._values = PosValues.of(settings)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -112,7 +114,8 @@ class SqlSource(SalesSource):
                     "yield one row per sale and customer"
                 )
             if fresh:
-                yield [row_to_sale(row, self._tz, self._settings.timestamps) for row in fresh]
+                frame = self._settings.timestamps
+                yield [row_to_sale(row, self._tz, frame, self._values) for row in fresh]
             if len(rows) < self._settings.chunk_size:
                 return
 
