@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -399,3 +401,24 @@ def test_the_migrations_create_exactly_the_models(store: Store) -> None:
         assert migrate.current_revision(conn) == migrate.head_revision()
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     engine.dispose()
+
+
+def test_the_newest_revision_by_file_number_is_alembics_head() -> None:
+    """Opening a ledger recognises the newest schema without Alembic, from the migration
+    files' numbers: that must be the head Alembic itself walks to."""
+    assert migrate.head_revision() == migrate.alembic_head()
+
+
+def test_a_reader_opens_a_current_ledger_without_alembic(store: Store) -> None:
+    """`status` on a ledger at the newest schema does not load Alembic (a third of its
+    start) and reads the revision instead of taking the write lock."""
+    store.run(local(2026, 11, 20, 23))
+    program = (
+        "import sys; from surveysync.ledger import Ledger; "
+        f"Ledger.open({store.ledger_url!r}, 'test', existing=True).close(); "
+        "print('alembic' in sys.modules)"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert found.stdout.strip() == "False"

@@ -135,7 +135,8 @@ def run(ctx: click.Context) -> None:
     """
     from surveysync.console import print_daemon_start
     from surveysync.ledger import LedgerError
-    from surveysync.scheduler import Daemon, next_fire, stop_on_signals
+    from surveysync.nightly import next_fire
+    from surveysync.scheduler import Daemon, stop_on_signals
 
     settings = settings_of(ctx)
     daemon = Daemon(settings)
@@ -213,8 +214,8 @@ def status(ctx: click.Context, as_json: bool, days: int, show_all: bool) -> None
     """
     from surveysync.console import print_schedule, print_status
     from surveysync.ledger import reports
-    from surveysync.scheduler import schedule_status
-    from surveysync.sync import record_crashed_runs
+    from surveysync.ledger.crashed import record_crashed_runs
+    from surveysync.nightly import schedule_status
 
     settings = settings_of(ctx)
     now = now_of(settings)

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, case, create_engine, event, func, inspect, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
@@ -129,7 +128,11 @@ class LedgerDb:
             raise LedgerError(f"the ledger database failed: {first_line(exc)}") from exc
 
     def migrate(self) -> None:
-        """Bring the database to the newest schema (every open does; it is cheap when done)."""
+        """Bring the database to the newest schema (every open does; one read when done)."""
+        if self._pinned is None:
+            with self.reading() as conn:
+                if migrate.is_current(conn):
+                    return
         with self.transaction() as conn:
             if conn.dialect.name == "postgresql":
                 # Daemons of several stores may start at once on a new ledger: one migrates,
@@ -202,10 +205,15 @@ def _sqlite_transactions(engine: Engine) -> None:
 
 
 def dialect_insert(conn: Connection) -> Any:
+    # Imported here: the connection's dialect is loaded already, the other one need not be.
     name = conn.dialect.name
     if name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert
     if name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert
     raise LedgerError(f"the ledger runs on SQLite or PostgreSQL, not {name}")
 

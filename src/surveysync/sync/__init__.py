@@ -26,8 +26,9 @@ Error tree::
                        when the POS or the provider could not be reached (try again later)
 """
 
+from surveysync.ledger.crashed import record_crashed_runs
 from surveysync.sync.request import ProgressHook, RunReport, SyncError, SyncRequest
-from surveysync.sync.run import DryRunProvider, record_crashed_runs, run_exclusive, run_sync
+from surveysync.sync.run import DryRunProvider, run_exclusive, run_sync
 
 __all__ = [
     "DryRunProvider",

@@ -17,7 +17,7 @@ import structlog
 from surveysync import pos as pos_registry
 from surveysync import providers as provider_registry
 from surveysync.config import Settings
-from surveysync.ledger import InstanceLock, Ledger, LedgerError, LockHeld, open_ledger
+from surveysync.ledger import InstanceLock, Ledger, LedgerError, open_ledger
 from surveysync.logging import SensitiveMasker, secret_values
 from surveysync.model import RequestStatus
 from surveysync.pos import PosError, PosUnavailable, SalesSource
@@ -142,17 +142,6 @@ def _first_run_start(settings: Settings, ledger: Ledger, now: datetime) -> datet
     floor = day_start(first.astimezone(tz).date(), tz)
     ledger.install.set(name, floor.isoformat())
     return floor
-
-
-def record_crashed_runs(settings: Settings, ledger: Ledger, now: datetime) -> list[str]:
-    """For ``status``: when no surveysync holds this store's lock, its runs still marked
-    running belong to dead processes; record them as crashed. Returns their ids."""
-    url = settings.ledger.url.get_secret_value()
-    try:
-        with InstanceLock(url, settings.store.id, "status"):
-            return ledger.runs.mark_crashed(now)
-    except LockHeld:  # a live surveysync owns the running run
-        return []
 
 
 def _record_crashed(ledger: Ledger, now: datetime) -> None:
