@@ -6,6 +6,7 @@ import email
 import email.policy
 import hashlib
 import json
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header
@@ -268,6 +269,19 @@ def test_a_broken_layout_is_named_as_the_broken_file(tmp_path: Path) -> None:
     r = renderer(tmp_path)
     assert [p.template for p in r.templates.problems] == ["layout.html"]
     assert "unsubscribe link is missing" in str(r.templates.problems[0])
+
+
+def test_an_edited_custom_template_is_used_by_the_next_renderer(tmp_path: Path) -> None:
+    """Compiled templates are kept between nights, but an operator's edit is used the next
+    night even when the file keeps its size and modification time."""
+    write(tmp_path, "nl/subject.txt", "Hoi {{ first_name }}, versie A")
+    path = tmp_path / "nl" / "subject.txt"
+    stamp = path.stat()
+    assert render(renderer(tmp_path), language="nl").subject == "Hoi Mira, versie A"
+    assert render(renderer(tmp_path), language="nl").subject == "Hoi Mira, versie A"
+    path.write_text("Hoi {{ first_name }}, versie B", encoding="utf-8")
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert render(renderer(tmp_path), language="nl").subject == "Hoi Mira, versie B"
 
 
 def test_a_custom_template_failing_on_one_customer_falls_back_for_that_email(

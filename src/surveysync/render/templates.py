@@ -15,9 +15,11 @@ Never reads customer data itself; never sends anything.
 
 from __future__ import annotations
 
+import hashlib
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -113,9 +115,9 @@ class TemplateSet:
     ) -> None:
         self.custom_dir = custom_dir
         self.family = family
-        self._builtin = _environment(PackageLoader("surveysync", "templates"))
+        self._builtin = _builtin_environment()
         self._custom = (
-            _environment(ChoiceLoader([FileSystemLoader(custom_dir), self._builtin.loader]))  # type: ignore[list-item]
+            _custom_environment(custom_dir, _fingerprint(custom_dir))
             if custom_dir is not None
             else None
         )
@@ -219,6 +221,37 @@ class TemplateSet:
             self.family.require_links(output, context)
         elif not output.strip():
             raise MissingLinks("the subject is empty")
+
+
+# Environments are shared by every TemplateSet of the process, so that a template is compiled
+# once, not once per nightly run (compiling was most of a demo night). The built-in templates
+# never change under a process; an operator's folder is keyed by its content, so that an edit
+# between two nights is compiled afresh (a file's mtime can stay the same across a quick edit).
+
+
+@cache
+def _builtin_environment() -> Environment:
+    return _environment(PackageLoader("surveysync", "templates"))
+
+
+@lru_cache(maxsize=8)
+def _custom_environment(custom_dir: Path, fingerprint: str) -> Environment:
+    builtin = _builtin_environment().loader
+    assert builtin is not None
+    return _environment(ChoiceLoader([FileSystemLoader(custom_dir), builtin]))
+
+
+def _fingerprint(folder: Path) -> str:
+    """A digest of every file under ``folder``, by name and content."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode("utf-8", "surrogateescape"))
+        digest.update(b"\0")
+        try:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError as exc:  # unreadable: the loader reports it as the template's problem
+            digest.update(str(exc).encode("utf-8", "replace"))
+    return digest.hexdigest()
 
 
 def _environment(loader: BaseLoader) -> Environment:
