@@ -182,16 +182,19 @@ class _DayRows:
     again (a join that multiplies rows) is harmless, other values make the sale ambiguous."""
 
     def __init__(self) -> None:
-        self._first: dict[SaleRef, Sale] = {}
+        # ref -> hash of the first row's values: a busy day's rows are not kept alive.
+        self._first: dict[SaleRef, int] = {}
         self.repeated = 0
         self.conflicting: set[SaleRef] = set()
 
     def first_time(self, sale: Sale) -> bool:
-        first = self._first.setdefault(sale.ref, sale)
-        if first is sale:
+        values = hash(sale)
+        first = self._first.get(sale.ref)
+        if first is None:
+            self._first[sale.ref] = values
             return True
         self.repeated += 1
-        if first != sale:
+        if first != values:
             self.conflicting.add(sale.ref)
         return False
 
