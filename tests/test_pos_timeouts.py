@@ -26,13 +26,12 @@ from tests.conftest import Store, local
 # The filled POS databases of the error tests, as fixtures here too.
 from tests.test_pos_errors import (
     _query,
-    mariadb_database,
     mariadb_odbc_url,
     mariadb_url,
     postgresql_url,
 )
 
-__all__ = ["mariadb_database", "mariadb_odbc_url", "mariadb_url", "postgresql_url"]
+__all__ = ["mariadb_odbc_url", "mariadb_url", "postgresql_url"]
 
 T = TypeVar("T")
 BOUND_S = 120  # the longest a test waits for an answer: far beyond every timeout it sets
