@@ -120,9 +120,7 @@ def endings() -> Iterator[Ending]:
         event.remove(Engine, "connect", connected)
 
 
-def test_a_night_of_reads_ends_every_transaction_in_rollback(
-    pos_url: str, endings: Ending
-) -> None:
+def test_a_night_of_reads_ends_every_transaction_in_rollback(pos_url: str, endings: Ending) -> None:
     """check, two windows of sales and the unplaced rows: not one COMMIT reaches the POS;
     reads that began a transaction were rolled back (SQLite reads begin none)."""
     source = pos.create(SqlPosSettings(url=pos_url), TZ)

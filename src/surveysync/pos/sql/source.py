@@ -278,8 +278,8 @@ def _where(url: str) -> str:
     connect = parsed.query.get("odbc_connect")
     if not parsed.host and isinstance(connect, str):
         parts = {key.lower(): value for key, value in _KEY_VALUE.findall(connect)}
-        server = parts.get("server", "").strip("{}")
-        port = parts.get("port")
+        server, _, port = parts.get("server", "").strip("{}").removeprefix("tcp:").partition(",")
+        port = port or parts.get("port", "")
         return (f"{server}:{port}" if port else server) or "the server"
     if not parsed.host:
         return "the server"
@@ -396,4 +396,3 @@ def mapped_subquery(settings: SqlPosSettings) -> Any:
 def _probe_params() -> dict[str, datetime]:
     moment = datetime(2000, 1, 1)
     return {"start": moment, "end": moment}
-
