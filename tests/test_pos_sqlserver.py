@@ -442,11 +442,15 @@ def test_datetime_ticks_land_on_their_business_day(
 # --- SQL Server sessions -----------------------------------------------------------------
 
 
+class _Refused(Exception):
+    """The recorded connection's DB-API error."""
+
+
 class _Recorded:
     """A DB-API connection that records what it is sent and answers the snapshot question:
     the one part of the SQL Server path no server here can play."""
 
-    def __init__(self, snapshot_state: int) -> None:
+    def __init__(self, snapshot_state: int | None) -> None:
         self.sent: list[str] = []
         self.ended: list[str] = []
         self._state = snapshot_state
@@ -457,8 +461,10 @@ class _Recorded:
         class Cursor:
             def execute(self, statement: str) -> None:
                 connection.sent.append(statement)
+                if statement == MSSQL_SNAPSHOT_ALLOWED and connection._state is None:
+                    raise _Refused("permission denied on sys.databases")
 
-            def fetchone(self) -> tuple[int]:
+            def fetchone(self) -> tuple[int | None]:
                 return (connection._state,)
 
             def close(self) -> None:
@@ -473,15 +479,19 @@ class _Recorded:
         self.ended.append("ROLLBACK")
 
 
-@pytest.mark.parametrize(("state", "level"), [(1, "SNAPSHOT"), (0, "READ COMMITTED")])
-def test_sql_server_reads_in_snapshot_where_the_database_allows_it(state: int, level: str) -> None:
-    """Asked once per connection (then rolled back, never committed); every checkout sets
-    the level between transactions, in T-SQL."""
+@pytest.mark.parametrize(
+    ("state", "level"), [(1, "SNAPSHOT"), (0, "READ COMMITTED"), (None, "READ COMMITTED")]
+)
+def test_sql_server_reads_in_snapshot_where_the_database_allows_it(
+    state: int | None, level: str
+) -> None:
+    """Asked once per connection (then rolled back, never committed; a question refused
+    means READ COMMITTED); every checkout sets the level between transactions."""
     connection = _Recorded(state)
     setup = SessionSetup("mssql", SessionSettings())
-    setup.on_connect("pyodbc", connection, Exception)
-    setup.on_checkout(connection, Exception)
-    setup.on_checkout(connection, Exception)
+    setup.on_connect("pyodbc", connection, _Refused)
+    setup.on_checkout(connection, _Refused)
+    setup.on_checkout(connection, _Refused)
     assert connection.sent == [MSSQL_SNAPSHOT_ALLOWED] + 2 * [
         f"SET TRANSACTION ISOLATION LEVEL {level}"
     ]

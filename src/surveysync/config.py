@@ -990,7 +990,7 @@ def _allowed_keys_hint(name: str, section: type[BaseModel] | None) -> str:
 
 
 def _redacted(key: str, value: Any) -> Any:
-    secretish = ("secret", "password", "url", "key", "token")
+    secretish = ("secret", "password", "url", "key", "token", "odbc_connect")
     if any(word in key.lower() for word in secretish):
         return "<hidden>"
     return value

@@ -124,7 +124,7 @@ class SessionSetup:
         if self._dialect in ("mysql", "mariadb"):
             _set_mysql_statement_time(dbapi_connection, query, dbapi_error)
         elif self._dialect == "mssql":
-            self._mssql_isolation = _mssql_isolation(dbapi_connection)
+            self._mssql_isolation = _mssql_isolation(dbapi_connection, dbapi_error)
 
     def on_checkout(self, dbapi_connection: Any, dbapi_error: type[Exception]) -> None:
         """Read-only, the isolation and the time zone, each time the pool hands the connection
@@ -185,14 +185,18 @@ def _set_mysql_statement_time(
         cursor.close()
 
 
-def _mssql_isolation(dbapi_connection: Any) -> str:
-    """SNAPSHOT when the database allows it, else READ COMMITTED. The question opens a
-    transaction (pyodbc reads in implicit transactions), rolled back at once: SQL Server
-    refuses a switch to SNAPSHOT inside a transaction that began under another level."""
+def _mssql_isolation(dbapi_connection: Any, dbapi_error: type[Exception]) -> str:
+    """SNAPSHOT when the database allows it, else (or when it cannot be asked) READ
+    COMMITTED. The question opens a transaction (pyodbc reads in implicit transactions),
+    rolled back at once: SQL Server refuses a switch to SNAPSHOT inside a transaction that
+    began under another level."""
     cursor = dbapi_connection.cursor()
+    row = None
     try:
         cursor.execute(MSSQL_SNAPSHOT_ALLOWED)
         row = cursor.fetchone()
+    except dbapi_error as exc:
+        log.warning("pos.snapshot_unknown", error=type(exc).__name__, isolation="READ COMMITTED")
     finally:
         cursor.close()
         dbapi_connection.rollback()
