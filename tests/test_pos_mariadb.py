@@ -14,6 +14,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from urllib.parse import quote_plus
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -142,3 +143,22 @@ def test_a_port_where_nothing_listens_fails_instead_of_reaching_3306(
     settings = SqlPosSettings(url=_on_port(maria_url, closed_port), connect_timeout=5)
     [failed] = pos.check(settings, TZ)
     assert isinstance(failed.error, PosUnavailable), failed
+
+
+def test_an_odbc_connect_string_with_server_comma_port_reaches_that_port(
+    mariadb_odbc_url: str,
+) -> None:
+    """The same trap in a connection string of the admin's own (``SERVER=host,port``): the
+    port is passed as ``Port=`` and the forwarder in front of 3306 carries the read."""
+    parsed = make_url(mariadb_odbc_url)
+    relay = Forwarder((parsed.host or "127.0.0.1", parsed.port or 3306))
+    try:
+        connect = (
+            f"DRIVER={{{parsed.query['driver']}}};SERVER=127.0.0.1,{relay.port};"
+            f"DATABASE={parsed.database};UID={parsed.username}"
+        )
+        url = f"mysql+pyodbc:///?odbc_connect={quote_plus(connect)}"
+        assert _read(SqlPosSettings(url=url)) == ["1"]
+        assert relay.connections >= 1
+    finally:
+        relay.close()

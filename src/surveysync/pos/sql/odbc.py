@@ -46,6 +46,8 @@ _DRIVER_IN_CONNECT_STRING = re.compile(r"DRIVER=\{?([^};]+)\}?", re.IGNORECASE)
 
 MICROSOFT_DRIVER = "ODBC Driver 18 for SQL Server"
 FREETDS_VERSION = "7.4"  # SQL Server 2012 and later; 7.3 for 2008
+_SERVER_WITH_PORT = re.compile(r"((?:^|;)\s*SERVER\s*=\s*)([^;,]+),\s*(\d+)", re.IGNORECASE)
+_PORT = re.compile(r"(^|;)\s*PORT\s*=", re.IGNORECASE)
 _TDS_VERSION = re.compile(r"(^|;)\s*TDS_Version\s*=", re.IGNORECASE)
 # The folder of Microsoft's wheel that holds the driver built for this Linux, by os-release.
 _LINUX_FAMILIES = (("debian", "debian_ubuntu"), ("ubuntu", "debian_ubuntu"), ("rhel", "rhel"),
@@ -69,12 +71,12 @@ def for_driver(url: URL) -> URL:
         return url
     if "odbc_connect" in url.query:
         connect = _one(url.query["odbc_connect"]) or ""  # make_url has unquoted it
-        return url.update_query_dict({"odbc_connect": _connect_string_for_driver(connect)})
+        connect = _connect_string_for_driver(connect, mysql=_is_mysql(url))
+        return url.update_query_dict({"odbc_connect": connect})
     query = dict(url.query)
     keys = {key.lower() for key in query}
     driver = _one(query.get("driver")) or ""
-    mysql = url.get_backend_name() in ("mysql", "mariadb")
-    if mysql and url.port is not None and "port" not in keys:
+    if _is_mysql(url) and url.port is not None and "port" not in keys:
         url, query = url._replace(port=None), query | {"port": str(url.port)}
     if _is_freetds(driver) and "tds_version" not in keys:
         query["TDS_Version"] = FREETDS_VERSION
@@ -84,8 +86,14 @@ def for_driver(url: URL) -> URL:
     return url.set(query=query)
 
 
-def _connect_string_for_driver(connect: str) -> str:
-    """An ``odbc_connect`` string, taken as is but for the two things its driver needs."""
+def _connect_string_for_driver(connect: str, *, mysql: bool) -> str:
+    """An ``odbc_connect`` string, taken as is but for what its driver needs (a MariaDB
+    ``Server=host,port`` written as ``Server=host;Port=port``)."""
+    server = _SERVER_WITH_PORT.search(connect)
+    if mysql and server is not None and not _PORT.search(connect):
+        start, host, port = server.group(1), server.group(2), server.group(3)
+        rest = connect[server.end() :]
+        connect = f"{connect[: server.start()]}{start}{host};Port={port}{rest}"
     found = _DRIVER_IN_CONNECT_STRING.search(connect)
     driver = found.group(1).strip() if found else ""
     if _is_freetds(driver) and not _TDS_VERSION.search(connect):
@@ -94,6 +102,10 @@ def _connect_string_for_driver(connect: str) -> str:
     if found is not None and library is not None:
         connect = connect[: found.start()] + f"DRIVER={{{library}}}" + connect[found.end() :]
     return connect
+
+
+def _is_mysql(url: URL) -> bool:
+    return url.get_backend_name() in ("mysql", "mariadb")
 
 
 def _is_freetds(driver: str) -> bool:
