@@ -13,16 +13,20 @@ RUN python -m venv /opt/surveysync/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-# The postgresql extra lets a chain's stores share one PostgreSQL ledger.
-RUN /opt/surveysync/venv/bin/pip install --no-cache-dir '.[postgresql]'
+# postgresql: a chain's stores share one PostgreSQL ledger (and a POS on PostgreSQL);
+# mysql: a POS on MariaDB/MySQL (pymysql); mssql: a POS on SQL Server (pyodbc and
+# Microsoft's ODBC Driver 18, which surveysync finds inside its wheel).
+RUN /opt/surveysync/venv/bin/pip install --no-cache-dir '.[postgresql,mysql,mssql]'
 
 # --- runtime ------------------------------------------------------------------------------
 FROM python:3.11-slim
-# ODBC driver manager and the drivers for POS databases reached through pyodbc (PostgreSQL,
-# MariaDB/MySQL, SQLite); tzdata so every IANA zone in store.timezone resolves.
+# The ODBC driver manager and the ODBC drivers a SQLAlchemy dialect can use: SQL Server
+# (mssql+pyodbc: FreeTDS here, Microsoft's driver from the mssql extra, which needs libltdl7
+# and the Kerberos libraries) and MariaDB/MySQL (mysql+pyodbc). PostgreSQL and SQLite are read
+# through psycopg and Python's sqlite3, never ODBC. tzdata: every IANA zone in store.timezone.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        unixodbc odbc-postgresql odbc-mariadb libsqliteodbc tzdata \
+        unixodbc libltdl7 libgssapi-krb5-2 tdsodbc odbc-mariadb tzdata \
     && rm -rf /var/lib/apt/lists/*
 
 # A fixed, non-root uid/gid, so files in the volume and the mounted config can be granted

@@ -13,19 +13,23 @@ from click.testing import CliRunner
 
 from surveysync.cli import main
 from surveysync.demo import new_pos
+from surveysync.pos.sql.odbc import microsoft_driver_library
 from tests.conftest import Store, server_missing
 
 SQL_SERVER_18 = "ODBC Driver 18 for SQL Server"
 
 
 def _uninstalled_sql_server_driver() -> str:
-    """Microsoft's driver 18 where it is not installed (Debian); a later one where it is
-    (GitHub's runners ship 18): either way a real name the driver manager cannot load."""
+    """Microsoft's driver 18 where it is not installed (Debian without the mssql extra); a
+    later one where it is (GitHub's runners ship 18; the extra brings it from PyPI): either
+    way a real name the driver manager cannot load."""
     try:
         import pyodbc
     except ImportError as exc:  # libodbc.so.2 missing: CI installs unixodbc (.ci/run)
         server_missing("the ODBC driver manager (unixODBC)", exc)
     installed = set(pyodbc.drivers())
+    if microsoft_driver_library() is not None:
+        installed.add(SQL_SERVER_18)
     return next(n for n in (SQL_SERVER_18, "ODBC Driver 99 for SQL Server") if n not in installed)
 
 

@@ -161,6 +161,92 @@ def _database_url(value: SecretStr, key: str) -> None:
         raise ValueError(f"the port in {key} is not a number")
 
 
+class SqlServerEncrypt(StrEnum):
+    """``Encrypt=`` of Microsoft's driver (FreeTDS: ``Encryption=require`` or ``off``)."""
+
+    YES = "yes"  # TLS, the server's certificate checked (unless trust_server_certificate)
+    NO = "no"
+    STRICT = "strict"  # TDS 8: TLS before anything else (SQL Server 2022); Microsoft's only
+
+
+# What a server name may hold: a host name or address, no instance, port or separator.
+_SERVER_NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+_CONNECT_VALUE_FORBIDDEN = ("\x00", "\r", "\n")
+
+
+class SqlServerSettings(Section):
+    """``[pos.sqlserver]``: where SQL Server is and how to log in, for an admin who would
+    rather not write an ODBC connection string (``surveysync.pos.sql.sqlserver`` writes it).
+    ``odbc_connect`` instead takes a whole connection string as it is."""
+
+    server: str | None = None  # host name or address: ascend-db, 10.0.0.5
+    instance: str | None = None  # a named instance (found through the SQL Server Browser)
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None  # default 1433
+    database: str | None = None
+    user: str | None = None  # a SQL Server login
+    password: SecretStr | None = None
+    password_file: ConfigPath | None = None
+    windows_authentication: bool = False  # Trusted_Connection=yes (Kerberos on Linux)
+    encrypt: SqlServerEncrypt = SqlServerEncrypt.YES
+    trust_server_certificate: bool = False  # a self-signed certificate, on a trusted network
+    read_only_intent: bool = True  # ApplicationIntent=ReadOnly: a readable secondary if any
+    # An installed ODBC driver by name ("FreeTDS"), or the path to its library.
+    driver: Annotated[str, Field(min_length=1)] = "ODBC Driver 18 for SQL Server"
+    odbc_connect: SecretStr | None = None
+    odbc_connect_file: ConfigPath | None = None
+
+    @model_validator(mode="after")
+    def _resolve(self) -> SqlServerSettings:
+        _load_secret_files(self, "password", "odbc_connect")
+        if self.odbc_connect is not None:
+            given = sorted(self.model_fields_set - {"odbc_connect", "odbc_connect_file"})
+            if given:
+                raise ValueError(
+                    "pos.sqlserver.odbc_connect is taken as it is: leave out "
+                    f"{', '.join(given)} (or drop odbc_connect and keep them)"
+                )
+            return self
+        self._check_place()
+        self._check_login()
+        return self
+
+    def _check_place(self) -> None:
+        if not self.server or not self.database:
+            raise ValueError(
+                "[pos.sqlserver] needs server and database (or odbc_connect, a whole ODBC "
+                "connection string)"
+            )
+        if not _SERVER_NAME.match(self.server):
+            raise ValueError(
+                "pos.sqlserver.server is a host name or address only: put a named instance "
+                "(server\\INSTANCE) in pos.sqlserver.instance and a port (server,1433) in "
+                "pos.sqlserver.port"
+            )
+        if self.instance is not None and self.port is not None:
+            raise ValueError(
+                "pos.sqlserver: give instance or port, not both (a named instance's port is "
+                "found through the SQL Server Browser; with a fixed port, leave out instance)"
+            )
+        for name in ("instance", "database", "user", "driver"):
+            value = getattr(self, name)
+            if value is not None and any(c in value for c in _CONNECT_VALUE_FORBIDDEN):
+                raise ValueError(f"pos.sqlserver.{name} holds a line break or NUL")
+
+    def _check_login(self) -> None:
+        password = self.password is not None and bool(self.password.get_secret_value())
+        if self.windows_authentication:
+            if self.user is not None or self.password is not None:
+                raise ValueError(
+                    "pos.sqlserver: windows_authentication = true logs in as the service's "
+                    "own Windows account: leave out user and password"
+                )
+        elif not (self.user and password):
+            raise ValueError(
+                "pos.sqlserver needs user and password (or password_file) of a SQL Server "
+                "login, or windows_authentication = true"
+            )
+
+
 class SqlPosSettings(Section):
     """``kind = "sql"`` (the default): the POS database, read through a mapping query."""
 
@@ -182,6 +268,8 @@ class SqlPosSettings(Section):
     kind_values: dict[str, SaleKind] = Field(default_factory=dict)
     # Customer ids that mean "no customer" (a walk-in): Lightspeed writes 0, some POS -1.
     walk_in_customer_ids: list[str] = Field(default_factory=list)
+    # SQL Server by its parts instead of pos.url (README: "Connecting to your POS").
+    sqlserver: SqlServerSettings | None = None
 
     @field_validator("kind_values")
     @classmethod
@@ -206,6 +294,10 @@ class SqlPosSettings(Section):
     def _resolve(self) -> SqlPosSettings:
         _load_secret_files(self, "url")
         _database_url(self.url, "pos.url")
+        if self.sqlserver is not None and self.model_fields_set & {"url", "url_file"}:
+            raise ValueError(
+                "pos.url and [pos.sqlserver] both say where the POS is: keep one of them"
+            )
         if self.mapping is Preset.CUSTOM and not (self.query and self.query.strip()):
             raise ValueError("mapping = 'custom' needs pos.query (SQL with :start and :end)")
         if self.query and self.mapping is not Preset.CUSTOM:
@@ -922,7 +1014,7 @@ def _allowed_keys_hint(name: str, section: type[BaseModel] | None) -> str:
 
 
 def _redacted(key: str, value: Any) -> Any:
-    secretish = ("secret", "password", "url", "key", "token")
+    secretish = ("secret", "password", "url", "key", "token", "odbc_connect")
     if any(word in key.lower() for word in secretish):
         return "<hidden>"
     return value

@@ -33,6 +33,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlparse import tokens as T
 
 from surveysync.pos.base import PosError, PosUnavailable, ReadOnlyViolation
+from surveysync.pos.sql import odbc
 from surveysync.pos.sql.session import SessionSettings, SessionSetup, connect_args
 
 _READING_STARTS = frozenset({"SELECT", "WITH", "SHOW"})
@@ -132,17 +133,21 @@ def mapping_sql(query: str) -> str:
 
 
 def create_pos_engine(url: str, session: SessionSettings | None = None) -> Engine:
-    """An engine on ``url`` that refuses anything but reading, with short READ COMMITTED reads,
-    each session set up as ``session`` says (the time zone of the POS's naive times, the
-    connect and query timeouts)."""
+    """An engine on ``url`` that refuses anything but reading, with short READ COMMITTED (SQL
+    Server: SNAPSHOT where allowed) reads that end in ROLLBACK, each session set up as
+    ``session`` says (the time zone of the POS's naive times, the connect and query
+    timeouts)."""
     parsed = _parse_url(url)
     session = session or SessionSettings()
     options: dict[str, Any] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
         parsed = _sqlite_read_only(parsed)
-    else:
+    elif parsed.get_backend_name() == "postgresql":
+        # psycopg only notes it for its next BEGIN. MySQL's and SQL Server's setters in
+        # SQLAlchemy send a COMMIT: ``session`` sets their isolation instead.
         options["isolation_level"] = "READ COMMITTED"
     try:
+        parsed = odbc.for_driver(parsed)
         driver = parsed.get_dialect().driver
         options["connect_args"] = connect_args(driver, session)
         engine = create_engine(parsed, **options)

@@ -19,6 +19,7 @@ message holds the URL's credentials.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -60,7 +61,7 @@ from surveysync.pos.base import (
     SalesSource,
     UnplacedRows,
 )
-from surveysync.pos.sql import login, odbc
+from surveysync.pos.sql import login, odbc, sqlserver
 from surveysync.pos.sql.driver_errors import error_class, ran_out
 from surveysync.pos.sql.engine import create_pos_engine, mapping_sql
 from surveysync.pos.sql.mapping import (
@@ -75,6 +76,8 @@ from surveysync.pos.sql.mapping import (
 )
 from surveysync.pos.sql.session import SessionSettings
 
+# key=value pairs of an ODBC connection string (a value may be braced).
+_KEY_VALUE = re.compile(r"(?:^|;)\s*([A-Za-z_]+)\s*=\s*(\{(?:[^}]|\}\})*\}|[^;]*)")
 # What a driver raises for a value it cannot hand over (beside the DBAPI's DataError).
 _VALUE_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError)
 _SAMPLE = 10
@@ -86,7 +89,8 @@ class SqlSource(SalesSource):
     def __init__(self, settings: SqlPosSettings, tz: ZoneInfo) -> None:
         self._settings = settings
         self._tz = tz
-        self._url = settings.url.get_secret_value()
+        self._url = sqlserver.pos_url(settings)
+        self._secrets = _secrets_of(settings)
         try:
             self._engine: Engine = create_pos_engine(self._url, _session(settings, tz))
         except PosError as exc:
@@ -233,7 +237,10 @@ class SqlSource(SalesSource):
             raise self._translate(exc, connecting=True) from exc
 
     def _clean(self, message: str) -> str:
-        return without_credentials(message, self._url)
+        message = without_credentials(message, self._url)
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        return message
 
     def _translate(self, exc: BaseException, *, connecting: bool = False) -> PosError:
         """The driver's error as the PosError its code says (``error_class``); by its DB-API
@@ -268,11 +275,31 @@ class SqlSource(SalesSource):
 
 
 def _where(url: str) -> str:
-    """The server a URL names (host and port), without its credentials."""
+    """The server a URL names (host and port, or an ``odbc_connect`` string's Server and
+    Port), without its credentials."""
     parsed = make_url(url)
+    connect = parsed.query.get("odbc_connect")
+    if not parsed.host and isinstance(connect, str):
+        parts = {key.lower(): value for key, value in _KEY_VALUE.findall(connect)}
+        server, _, port = parts.get("server", "").strip("{}").removeprefix("tcp:").partition(",")
+        port = port or parts.get("port", "")
+        return (f"{server}:{port}" if port else server) or "the server"
     if not parsed.host:
         return "the server"
     return f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
+
+
+def _secrets_of(settings: SqlPosSettings) -> list[str]:
+    """What of ``[pos.sqlserver]`` must never show in a message (the URL's own user
+    information is masked by ``without_credentials``)."""
+    server = settings.sqlserver
+    if server is None:
+        return []
+    found = [server.password, server.odbc_connect]
+    values = [value.get_secret_value() for value in found if value is not None]
+    if server.password is not None:
+        values.append(sqlserver.quoted(server.password.get_secret_value()))
+    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
 
 def _class_by_type(exc: BaseException) -> type[PosError] | None:
@@ -372,4 +399,3 @@ def mapped_subquery(settings: SqlPosSettings) -> Any:
 def _probe_params() -> dict[str, datetime]:
     moment = datetime(2000, 1, 1)
     return {"start": moment, "end": moment}
-
