@@ -33,10 +33,10 @@ from surveysync.commands import (
 )
 from surveysync.commands.answers import demo, preview, report_command, web
 from surveysync.commands.suppress import suppress
-from surveysync.config import ConfigError, Settings, example_config_text, load_settings
 from surveysync.console import Output
 
 if TYPE_CHECKING:
+    from surveysync.config import Settings
     from surveysync.sync import RunReport, SyncRequest
 
 
@@ -69,6 +69,8 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 )
 def init(path: Path, force: bool, data_dir: Path | None) -> None:
     """Write a commented configuration file with every setting."""
+    from surveysync.config import example_config_text
+
     if path.exists() and not force:
         raise ConfigProblem(f"{path} already exists (use --force to overwrite)")
     path.write_text(example_config_text(data_dir), encoding="utf-8")
@@ -86,6 +88,7 @@ def check(ctx: click.Context, sample: int | None) -> None:
     """Check config, POS, mapped columns, the latest day's values, ledger and provider: one
     line each."""
     from surveysync.checks import run_checks
+    from surveysync.config import ConfigError, load_settings
     from surveysync.console import print_checks
 
     out = Output()

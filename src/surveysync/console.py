@@ -29,9 +29,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from surveysync import logging as log_setup
 from surveysync.model import ResponseStatus
-from surveysync.rules import REASON_TEXT, SkipReason
 
 if TYPE_CHECKING:  # the stages' records, named in annotations only: importing the console
     # must stay cheap, so that `surveysync --help` does not load the database layer.
@@ -101,6 +99,8 @@ class Output:
             TextColumn("· {task.fields[skipped]} skipped"),
             TimeRemainingColumn(),
         )
+        from surveysync import logging as log_setup
+
         with (
             Progress(*columns, console=self.console, transient=True) as bar,
             log_setup.route_console(self._print_log_line),
@@ -123,6 +123,13 @@ def _bar_hook(bar: Progress, task: TaskID) -> ProgressHook:
             bar.update(task, **{event: fields[event] + amount})
 
     return hook
+
+
+def _meaning(reason: str) -> str:
+    """What a skip reason code means (the rules are loaded only when one is shown)."""
+    from surveysync.rules import REASON_TEXT, SkipReason
+
+    return REASON_TEXT[SkipReason(reason)]
 
 
 def local_time(moment: datetime | None, tz: ZoneInfo) -> str:
@@ -154,7 +161,7 @@ def print_report(out: Output, report: RunReport, settings: Settings) -> None:
     if report.counts["pending"]:
         rows.append(("pending", report.counts["pending"], "refused for now; the next run retries"))
     rows += [
-        (reason, count, REASON_TEXT[SkipReason(reason)])
+        (reason, count, _meaning(reason))
         for reason, count in sorted(report.skipped.items(), key=lambda kv: -kv[1])
     ]
     if report.counts["already_decided"]:
@@ -296,7 +303,7 @@ def print_explanation(out: Output, result: reports.ExplainResult, settings: Sett
         ],
     )
     for reason in dict.fromkeys(r.reason for r in result.rows if r.reason):
-        out.line(f"  {reason}: {REASON_TEXT[SkipReason(reason)]}")
+        out.line(f"  {reason}: {_meaning(reason)}")
     surveys = [r for r in result.rows if r.survey is not None]
     if surveys:
         _print_surveys(out, surveys, tz)

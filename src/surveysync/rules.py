@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum, StrEnum
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
 from surveysync.addresses import InvalidAddress, accept
-from surveysync.config import RuleSettings
 from surveysync.model import Sale
+
+if TYPE_CHECKING:  # settings arrive as arguments: no config loading for the rules' users
+    from surveysync.config import RuleSettings
 
 
 class SkipReason(StrEnum):

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from surveysync.config import ConfigError, Settings, load_settings
-
 if TYPE_CHECKING:
+    from surveysync.config import Settings
     from surveysync.ledger import Ledger, SuppressionTarget
 
 EXIT_FAILED = 1
@@ -35,6 +34,8 @@ class RunFailed(click.ClickException):
 def settings_of(ctx: click.Context) -> Settings:
     """The configuration every command but ``init``, ``demo`` and ``--help`` needs: without a
     config file, nothing runs against defaults (exit 2, saying where it looked)."""
+    from surveysync.config import ConfigError, load_settings
+
     try:
         settings = load_settings(ctx.obj["config_path"], require_file=True)
     except ConfigError as exc:

@@ -3,7 +3,7 @@ one transaction; undo it; list them. Suppressions hold for every store sharing t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,8 +15,10 @@ from surveysync.commands import (
     settings_of,
     target_of,
 )
-from surveysync.config import Settings
 from surveysync.console import Output
+
+if TYPE_CHECKING:
+    from surveysync.config import Settings
 
 
 @click.group()
