@@ -93,6 +93,7 @@ def test_reason_codes_are_stable_and_in_evaluation_order() -> None:
         "too_old",
         "unsubscribed",
         "cooldown",
+        "repeated_row",
         "duplicate_in_run",
     ]
 

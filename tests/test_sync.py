@@ -57,7 +57,10 @@ def test_every_reason_code_is_reached_through_real_runs(store: Store) -> None:
     store.run(local(2026, 11, 20, 23))
 
     assert store.decisions() == {str(k): v for k, v in expected.items()}
-    assert set(expected.values()) - {"request"} == {r.value for r in SkipReason}
+    # repeated_row needs a mapping that yields a sale twice, which the preset (joined on
+    # primary keys) cannot: tests/test_pos_values.py reaches it through a custom query.
+    reached = set(expected.values()) - {"request"}
+    assert reached == {r.value for r in SkipReason} - {SkipReason.REPEATED_ROW.value}
     assert store.recipients() == sorted(["c1@example.com", "c14@example.com", "c15@example.com"])
 
 
