@@ -52,6 +52,21 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+def time_reader(conn: Connection) -> Any:
+    """The inverse of ``time_writer``: an aware UTC time from what the driver hands back."""
+    if conn.dialect.name == "sqlite":
+        return _time_from_text
+    return _aware_utc
+
+
+def _aware_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _time_from_text(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
 def quoted(words: Iterable[str]) -> str:
     """``'a', 'b'``: fixed words of our own (reason codes, statuses), never data."""
     return ", ".join(f"'{word}'" for word in sorted(words))
