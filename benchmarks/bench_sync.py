@@ -95,7 +95,8 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
 
 
 def build_pos(path: Path, sales: int, seed: int = 1) -> None:
-    """A POS like the demo's, written in bulk: N sales over 60 days, a customer per 4 sales."""
+    """A POS like the demo's, written in bulk: N sales over 60 days, a customer per 4 sales,
+    numbered in time order as a till numbers them."""
     from sqlalchemy import create_engine
 
     from surveysync.demo import create_pos_schema
@@ -103,6 +104,7 @@ def build_pos(path: Path, sales: int, seed: int = 1) -> None:
     create_pos_schema(create_engine(f"sqlite:///{path}"))
     rng = random.Random(seed)
     customers = max(50, sales // 4)
+    span = DAYS * 86_400 - 7_200
     db = sqlite3.connect(path)
     db.executemany("INSERT INTO locations VALUES (?, ?)", [(1, "Centrum"), (2, "Noord")])
     db.executemany("INSERT INTO employees VALUES (?, ?)", [(1, "Anouk"), (2, "Bram")])
@@ -110,9 +112,11 @@ def build_pos(path: Path, sales: int, seed: int = 1) -> None:
         "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?)",
         (_customer(rng, number) for number in range(1, customers + 1)),
     )
+    # A POS numbers its transactions as they happen: ids (and rows) in time order.
+    times = sorted(FIRST_DAY + timedelta(seconds=rng.randrange(span)) for _ in range(sales))
     db.executemany(
         "INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (_sale(rng, number, customers) for number in range(1, sales + 1)),
+        (_sale(rng, number, at, customers) for number, at in enumerate(times, start=1)),
     )
     db.commit()
     db.close()
@@ -125,8 +129,7 @@ def _customer(rng: random.Random, number: int) -> tuple[object, ...]:
     return (f"C{number}", name, "de Vries", email, "nl", rng.random() > 0.06, rng.random() < 0.04)
 
 
-def _sale(rng: random.Random, number: int, customers: int) -> tuple[object, ...]:
-    at = FIRST_DAY + timedelta(seconds=rng.randrange(DAYS * 86_400 - 7_200))
+def _sale(rng: random.Random, number: int, at: datetime, customers: int) -> tuple[object, ...]:
     customer = None if rng.random() < 0.08 else f"C{rng.randint(1, customers)}"
     finalized = None if rng.random() < 0.01 else at + timedelta(minutes=rng.randint(0, 90))
     kind = rng.choices(["sale", "return", "void"], weights=[95, 4, 1])[0]

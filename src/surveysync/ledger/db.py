@@ -20,8 +20,9 @@ sales, people or providers.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
-import uuid
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,7 +46,11 @@ class LedgerError(Exception):
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits: the time in milliseconds (12), then 80 random bits (20). Rows keyed by
+    it (requests, runs, alerts, reminders) are added at the end of their primary-key index,
+    in time order: a random key (uuid4) puts each new row on a page of its own once the index
+    outgrows the page cache, and a night's writes then grow with the size of the ledger."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
