@@ -315,8 +315,9 @@ def bench(sizes: list[int], repeats: int, workdir: Path) -> None:
     idle = statistics.median(in_child("idle", workdir)["peak_mb"] for _ in range(repeats))
     print(f"idle child (imports only): peak RSS {idle:.0f} MB; {repeats} repetitions each\n")
     print(
-        f"{'sales':>9} {'sync s':>7} {'sales/s':>8} {'raw s':>6} {'min s':>6} "
-        f"{'/raw':>6} {'/min':>5} {'requests':>8} {'received':>8} {'peak MB':>7} {'min MB':>6}"
+        f"{'sales':>9} {'sync s':>7} {'CPU s':>6} {'sales/s':>8} {'CPU/s':>7} {'raw s':>6} "
+        f"{'min s':>6} {'/raw':>5} {'/min':>5} {'CPU/min':>7} {'requests':>8} {'received':>8} "
+        f"{'peak MB':>7} {'min MB':>6}"
     )
     for size in sizes:
         directory = workdir / f"n{size}"
@@ -330,20 +331,26 @@ def bench(sizes: list[int], repeats: int, workdir: Path) -> None:
             for mode in MODES:
                 before = receiver.messages
                 runs[mode].append(in_child(mode, directory))
+                print(f"  {size} {mode}: {runs[mode][-1]}", file=sys.stderr, flush=True)
                 if mode == "sync":
                     received.append(receiver.messages - before)
-        med = {m: statistics.median(r["seconds"] for r in runs[m]) for m in MODES}
-        peak = statistics.median(r["peak_mb"] for r in runs["sync"])
-        min_peak = statistics.median(r["peak_mb"] for r in runs["minimal"])
-        sales, sent = runs["sync"][0]["sales"], runs["sync"][0]["sent"]
-        print(
-            f"{size:>9,} {med['sync']:>7.2f} {sales / med['sync']:>8,.0f} {med['raw']:>6.2f} "
-            f"{med['minimal']:>6.2f} {med['sync'] / med['raw']:>6.1f} "
-            f"{med['sync'] / med['minimal']:>5.2f} {sent:>8,.0f} {received[0]:>8,} "
-            f"{peak:>7.0f} {min_peak:>6.0f}",
-            flush=True,
-        )
+        print(_row(size, runs, received[0]), flush=True)
     receiver.shutdown()
+
+
+def _row(size: int, runs: dict[str, list[dict[str, float]]], received: int) -> str:
+    def med(mode: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[mode])
+
+    sync, cpu, raw = med("sync", "seconds"), med("sync", "cpu"), med("raw", "seconds")
+    least, least_cpu = med("minimal", "seconds"), med("minimal", "cpu")
+    sales, sent = runs["sync"][0]["sales"], runs["sync"][0]["sent"]
+    return (
+        f"{size:>9,} {sync:>7.2f} {cpu:>6.2f} {sales / sync:>8,.0f} {sales / cpu:>7,.0f} "
+        f"{raw:>6.2f} {least:>6.2f} {sync / raw:>5.1f} {sync / least:>5.2f} "
+        f"{cpu / least_cpu:>7.2f} {sent:>8,.0f} {received:>8,} "
+        f"{med('sync', 'peak_mb'):>7.0f} {med('minimal', 'peak_mb'):>6.0f}"
+    )
 
 
 def main() -> None:

@@ -75,8 +75,10 @@ class WebhookProvider(HttpProvider):
         # The JSON of {"type": "survey_requests", "messages": [...]}, one message at a time:
         # the text of a whole batch at once is megabytes, four bytes a character when one
         # name in it has an emoji.
-        messages = b",".join(_json(_message(e)) for e in batch)
-        data = b'{"type":"survey_requests","messages":[' + messages + b"]}"
+        parts = [b'{"type":"survey_requests","messages":[']
+        for n, email_ in enumerate(batch):
+            parts += [b"," if n else b"", _json(_message(email_))]
+        data = b"".join([*parts, b"]}"])
         return self._signed_bytes(
             data, idempotency_key=batch[0].batch_key or batch[0].idempotency_key
         )
