@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import surveysync.addresses
 from surveysync.ledger import Ledger
 from surveysync.links import link_signer, unsubscribe_by_link, verify_link
 from surveysync.render import InvalidLink, LinkProblem, token_from
 from tests.conftest import Store, local
+from tests.hostile_corpus import INVALID_ADDRESSES, VALID_ADDRESSES
 
 SURVEY_BASE = "https://survey.example/s"
 
@@ -229,14 +232,21 @@ def test_each_address_is_checked_once_per_sale(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A night checks each sale's address once: the rules' check is the one the email is
-    sent to (the syntax check costs as much as building the message did)."""
+    sent to (the syntax check costs as much as building the message did). A plain ASCII
+    address is decided without email-validator's full parse."""
     checked: list[str] = []
-    validate = surveysync.addresses.validate_email
+    parsed: list[str] = []
+    plain, validate = surveysync.addresses.accept_plain, surveysync.addresses.validate_email
+
+    def counting_plain(text: str) -> Any:
+        checked.append(text)
+        return plain(text)
 
     def counting(text: str, **options: Any) -> Any:
-        checked.append(text)
+        parsed.append(text)
         return validate(text, **options)
 
+    monkeypatch.setattr(surveysync.addresses, "accept_plain", counting_plain)
     monkeypatch.setattr(surveysync.addresses, "validate_email", counting)
     for n, address in enumerate(["kim@example.com", "Jürgen@Bücher.Example", "bad@@x"]):
         store.customer(f"C{n}", address)
@@ -244,3 +254,42 @@ def test_each_address_is_checked_once_per_sale(
     store.run(local(2026, 11, 20, 23))
     assert store.recipients() == ["Jürgen@xn--bcher-kva.example", "kim@example.com"]
     assert sorted(checked) == sorted(["kim@example.com", "Jürgen@Bücher.Example", "bad@@x"])
+    assert sorted(parsed) == sorted(["Jürgen@Bücher.Example", "bad@@x"])
+
+
+_ADDRESS_PIECES = st.sampled_from(
+    ["kim", "K", "0", "_", "+", "-", ".", "..", "@", "x", "Z9", "é", " ", "xn--", "--", "a" * 63]
+)
+_TOP_LEVEL = st.sampled_from(["com", "NL", "local", "test", "Onion", "c", "c0m", "1", "x" * 64])
+
+
+@given(
+    local_part=st.lists(_ADDRESS_PIECES, min_size=0, max_size=5).map("".join),
+    labels=st.lists(_ADDRESS_PIECES, min_size=0, max_size=4).map("".join),
+    top=_TOP_LEVEL,
+)
+def test_a_plain_address_is_accepted_as_the_full_check_accepts_it(
+    local_part: str, labels: str, top: str
+) -> None:
+    """The shortcut for plain ASCII addresses answers as email-validator's full parse: the
+    same address to send to and to match by, and never a yes where the full check says no."""
+    for raw in (f"{local_part}@{labels}.{top}", f"{local_part}@{top}", local_part):
+        assert_same_answer(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [a.format(n=1) for a in VALID_ADDRESSES] + INVALID_ADDRESSES + ["kim@Example.Local"],
+)
+def test_the_corpus_addresses_get_the_same_answer_from_the_shortcut(raw: str) -> None:
+    assert_same_answer(raw)
+
+
+def assert_same_answer(raw: str) -> None:
+    shortcut = surveysync.addresses.accept_plain(raw)
+    try:
+        full = surveysync.addresses.accept_parsed(raw)
+    except ValueError:
+        assert shortcut is None, raw
+        return
+    assert shortcut in (None, full), raw

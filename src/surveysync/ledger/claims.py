@@ -15,11 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, select, update
 
-from surveysync.ledger.db import LedgerDb, chunks, dialect_insert
+from surveysync.ledger.db import LedgerDb, chunks
 from surveysync.ledger.decisions import DecisionRow, Decisions
-from surveysync.ledger.schema import cooldowns, requests
+from surveysync.ledger.driver_sql import (
+    placeholder,
+    placeholders,
+    run_many,
+    time_reader,
+    time_writer,
+)
+from surveysync.ledger.schema import cooldowns
 from surveysync.ledger.suppressions import suppressed_keys
 from surveysync.model import RequestStatus
 from surveysync.rules import SkipReason
@@ -111,66 +118,81 @@ class Claims:
     def _write_requests(
         self, conn: Connection, run_id: str, won: Sequence[Candidate], now: datetime
     ) -> None:
-        if won:
-            conn.execute(insert(requests), [self._request_row(run_id, c, now) for c in won])
+        stored = time_writer(conn)
+        created, store, pending = stored(now), self._store, str(RequestStatus.PENDING)
+        rows = [
+            (
+                c.request_id,
+                store,
+                c.transaction_id,
+                run_id,
+                c.person_key,
+                c.customer_id,
+                pending,
+                c.email,
+                c.email_masked,
+                json.dumps(c.payload, ensure_ascii=False),
+                created,
+                stored(c.sale_at),
+                c.location_id,
+                c.facts.location_name,
+                c.facts.employee_name,
+                c.facts.locale,
+                c.facts.first_name,
+            )
+            for c in won
+        ]
+        sql = (
+            f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) "
+            f"VALUES ({placeholders(conn, len(_REQUEST_COLUMNS))})"
+        )
+        run_many(conn, sql, rows)
 
-    def _request_row(self, run_id: str, c: Candidate, now: datetime) -> dict[str, Any]:
-        return {
-            "id": c.request_id,
-            "store": self._store,
-            "transaction_id": c.transaction_id,
-            "run_id": run_id,
-            "person_key": c.person_key,
-            "customer_id": c.customer_id,
-            "status": RequestStatus.PENDING,
-            "email": c.email,
-            "email_masked": c.email_masked,
-            "payload": json.dumps(c.payload, ensure_ascii=False),
-            "created_at": now,
-            "sale_at": c.sale_at,
-            "location_id": c.location_id,
-            "location_name": c.facts.location_name,
-            "employee_name": c.facts.employee_name,
-            "locale": c.facts.locale,
-            "first_name": c.facts.first_name,
-        }
+
+_REQUEST_COLUMNS = (
+    "id",
+    "store",
+    "transaction_id",
+    "run_id",
+    "person_key",
+    "customer_id",
+    "status",
+    "email",
+    "email_masked",
+    "payload",
+    "created_at",
+    "sale_at",
+    "location_id",
+    "location_name",
+    "employee_name",
+    "locale",
+    "first_name",
+)
 
 
 def _cooldown_rows(conn: Connection, keys: Sequence[str]) -> dict[str, CooldownRow]:
     found: dict[str, CooldownRow] = {}
+    read_time = time_reader(conn)
     for part in chunks(keys):
-        query = (
-            select(
-                cooldowns.c.person_key,
-                cooldowns.c.last_request_at,
-                cooldowns.c.request_id,
-                requests.c.run_id,
-            )
-            .outerjoin(requests, requests.c.id == cooldowns.c.request_id)
-            .where(cooldowns.c.person_key.in_(part))
+        sql = (
+            "SELECT c.person_key, c.last_request_at, c.request_id, r.run_id FROM cooldowns c "
+            "LEFT OUTER JOIN requests r ON r.id = c.request_id "
+            f"WHERE c.person_key IN ({placeholders(conn, len(part))})"
         )
-        found.update({row[0]: CooldownRow(*row[1:]) for row in conn.execute(query)})
+        for key, at, request_id, run_id in conn.exec_driver_sql(sql, tuple(part)):
+            found[key] = CooldownRow(read_time(at), request_id, run_id)
     return found
 
 
 def _compare_and_set(
     conn: Connection, candidates: Sequence[Candidate], now: datetime
 ) -> tuple[list[Candidate], list[Candidate]]:
-    params: list[dict[str, Any]] = [
-        {
-            "person_key": key,
-            "last_request_at": now,
-            "request_id": c.request_id,
-            "seen": c.seen.get(key),
-        }
-        for c in candidates
-        for key in c.keys
-    ]
+    at = time_writer(conn)(now)
     # Rows are locked in key order, the same in every process: two processes claiming
     # overlapping people can wait for each other but never deadlock.
-    params.sort(key=lambda row: str(row["person_key"]))
-    conn.execute(_claim_statement(conn), params)
-    holders = _holders(conn, [p["person_key"] for p in params])
+    params = sorted((key, at, c.request_id, c.seen.get(key)) for c in candidates for key in c.keys)
+    run_many(conn, _claim_sql(conn), params)
+    holders = _holders(conn, [p[0] for p in params])
     won: list[Candidate] = []
     lost: list[Candidate] = []
     for c in candidates:
@@ -184,10 +206,11 @@ def _compare_and_set(
 def _holders(conn: Connection, keys: Sequence[str]) -> dict[str, str]:
     held: dict[str, str] = {}
     for part in chunks(keys):
-        query = select(cooldowns.c.person_key, cooldowns.c.request_id).where(
-            cooldowns.c.person_key.in_(part)
+        sql = (
+            "SELECT person_key, request_id FROM cooldowns "
+            f"WHERE person_key IN ({placeholders(conn, len(part))})"
         )
-        held.update({row[0]: row[1] for row in conn.execute(query)})
+        held.update((key, rid) for key, rid in conn.exec_driver_sql(sql, tuple(part)))
     return held
 
 
@@ -225,21 +248,14 @@ def release(conn: Connection, request_ids: Sequence[str]) -> None:
     give_back(conn, held)
 
 
-def _claim_statement(conn: Connection) -> Any:
-    statement = dialect_insert(conn)(cooldowns).values(
-        person_key=bindparam("person_key"),
-        last_request_at=bindparam("last_request_at"),
-        request_id=bindparam("request_id"),
-    )
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=["person_key"],
-        set_={
-            "prev_request_at": cooldowns.c.last_request_at,
-            "prev_request_id": cooldowns.c.request_id,
-            "last_request_at": excluded.last_request_at,
-            "request_id": excluded.request_id,
-        },
+def _claim_sql(conn: Connection) -> str:
+    """Claim a person key: (key, time, request id, the request id its rules read)."""
+    return (
+        "INSERT INTO cooldowns (person_key, last_request_at, request_id) "
+        f"VALUES ({placeholders(conn, 3)}) "
+        "ON CONFLICT (person_key) DO UPDATE SET "
+        "prev_request_at = cooldowns.last_request_at, prev_request_id = cooldowns.request_id, "
+        "last_request_at = excluded.last_request_at, request_id = excluded.request_id "
         # The compare-and-set: only if nobody claimed this person since we looked.
-        where=cooldowns.c.request_id == bindparam("seen"),
+        f"WHERE cooldowns.request_id = {placeholder(conn)}"
     )

@@ -7,7 +7,6 @@ record, which only means something inside its own store.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 
@@ -17,8 +16,7 @@ class PersonKeys:
         self._store = store
 
     def email(self, normalized_email: str) -> str:
-        digest = hmac.new(self._secret, normalized_email.encode("utf-8"), hashlib.sha256)
-        return "e:" + digest.hexdigest()
+        return "e:" + hmac.digest(self._secret, normalized_email.encode("utf-8"), "sha256").hex()
 
     def customer(self, customer_id: str, store: str | None = None) -> str:
         return f"c:{store or self._store}:{customer_id}"

@@ -210,6 +210,8 @@ def keep_addresses(
     """Inside the transaction that settles these survey requests as sent, before they forget
     their address: one pending reminder per kind the plan has, holding it."""
     due = plan.due(sent_at)
+    if not due:  # no reminders planned: nothing to hand over
+        return
     rows: list[dict[str, Any]] = []
     for part in chunks(list(request_ids)):
         query = select(requests.c.id, requests.c.store, requests.c.email).where(

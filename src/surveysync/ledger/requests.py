@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from surveysync.ledger.claims import release
 from surveysync.ledger.db import LedgerDb
+from surveysync.ledger.driver_sql import placeholder, run_many, time_writer
 from surveysync.ledger.reminders import keep_addresses
 from surveysync.ledger.schema import requests
 from surveysync.model import RequestStatus
@@ -90,22 +91,13 @@ class Requests:
         in which call and in which order, so that the call can be repeated exactly under its
         key. A repeat of the same call keeps the first attempt's ``sending_at`` (the emails
         are rendered as of it, so the repeat is the same body byte for byte)."""
-        repeat = (requests.c.batch_key == batch_key) & requests.c.sending_at.is_not(None)
-        values = {
-            "status": RequestStatus.SENDING,
-            "sending_at": case(
-                (repeat, requests.c.sending_at),
-                else_=bindparam("now", type_=requests.c.sending_at.type),
-            ),
-            "provider": provider,
-            "batch_key": batch_key,
-            "batch_seq": bindparam("seq"),
-        }
-        params = [{"rid": rid, "seq": n, "now": now} for n, rid in enumerate(request_ids)]
         with self._db.transaction() as conn:
-            conn.execute(
-                update(requests).where(requests.c.id == bindparam("rid")).values(**values), params
-            )
+            at = time_writer(conn)(now)
+            params = [
+                (batch_key, at, provider, batch_key, seq, rid)
+                for seq, rid in enumerate(request_ids)
+            ]
+            run_many(conn, _sending_sql(conn), params)
 
     def rekey(self, request_ids: Sequence[str], batch_key: str) -> None:
         """Requests that went out again in a call of their own (a refused batch split into
@@ -155,30 +147,45 @@ class Requests:
             if reminders is not None:
                 sent = [s.request_id for s in settlements if s.status == RequestStatus.SENT]
                 keep_addresses(conn, sent, now, reminders)
+            settled_at = time_writer(conn)(now)
             for status in {s.status for s in settlements}:
                 group = [s for s in settlements if s.status == status]
-                conn.execute(_settle_statement(status, now), [_settle_params(s) for s in group])
+                run_many(
+                    conn,
+                    _settle_sql(conn, status),
+                    [_settle_params(s, settled_at) for s in group],
+                )
             refused = (RequestStatus.FAILED, RequestStatus.REJECTED)
             release(conn, [s.request_id for s in settlements if s.status in refused])
 
 
-def _settle_params(settlement: Settlement) -> dict[str, Any]:
+def _sending_sql(conn: Connection) -> str:
+    """(batch key, now, provider, batch key, its place, request id). A repeat of the same
+    call keeps the first attempt's ``sending_at``."""
+    p = placeholder(conn)
+    return (
+        f"UPDATE requests SET status = '{RequestStatus.SENDING}', "
+        f"sending_at = CASE WHEN batch_key = {p} AND sending_at IS NOT NULL "
+        f"THEN sending_at ELSE {p} END, "
+        f"provider = {p}, batch_key = {p}, batch_seq = {p} WHERE id = {p}"
+    )
+
+
+def _settle_params(settlement: Settlement, settled_at: Any) -> tuple[Any, ...]:
     error = settlement.error or None
-    return {
-        "rid": settlement.request_id,
-        "mid": settlement.provider_message_id,
-        "err": error and error[:2000],
-    }
+    error = error and error[:2000]
+    if settlement.status == RequestStatus.PENDING:
+        return (error, settlement.request_id)
+    return (error, settled_at, settlement.provider_message_id, settlement.request_id)
 
 
-def _settle_statement(status: RequestStatus, now: datetime) -> Any:
-    values: dict[str, Any] = {"status": status, "error": bindparam("err")}
+def _settle_sql(conn: Connection, status: RequestStatus) -> str:
+    """(error, request id) back to pending, the address kept; else (error, settled at,
+    provider message id, request id), the address and render data forgotten."""
+    p = placeholder(conn)
     if status == RequestStatus.PENDING:  # nothing was sent: back in the queue, address kept
-        return update(requests).where(requests.c.id == bindparam("rid")).values(**values)
-    values |= {
-        "settled_at": now,
-        "provider_message_id": bindparam("mid"),
-        "email": None,
-        "payload": None,
-    }
-    return update(requests).where(requests.c.id == bindparam("rid")).values(**values)
+        return f"UPDATE requests SET status = '{status}', error = {p} WHERE id = {p}"
+    return (
+        f"UPDATE requests SET status = '{status}', error = {p}, settled_at = {p}, "
+        f"provider_message_id = {p}, email = NULL, payload = NULL WHERE id = {p}"
+    )

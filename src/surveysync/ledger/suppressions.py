@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy import Connection, delete, insert, select
 
 from surveysync.ledger.db import LedgerDb, chunks, upsert
+from surveysync.ledger.driver_sql import placeholders, quoted
 from surveysync.ledger.keys import PersonKeys, mask_email
 from surveysync.ledger.schema import requests, suppressions
 from surveysync.rules import normalize_email
@@ -28,10 +29,11 @@ def suppressed_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
     """Which of these keys are suppressed, within the caller's transaction."""
     found: set[str] = set()
     for part in chunks(keys):
-        query = select(suppressions.c.key).where(
-            suppressions.c.kind.in_(SUPPRESSION_KINDS), suppressions.c.key.in_(part)
+        sql = (
+            f"SELECT key FROM suppressions WHERE kind IN ({quoted(SUPPRESSION_KINDS)}) "
+            f"AND key IN ({placeholders(conn, len(part))})"
         )
-        found.update(conn.scalars(query))
+        found.update(key for (key,) in conn.exec_driver_sql(sql, tuple(part)))
     return found
 
 

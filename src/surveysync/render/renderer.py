@@ -115,8 +115,8 @@ class Renderer:
             "store_name": clean_text(self._store.name),
             "location_name": clean_text(payload.get("location_name")),
             "score_links": [
-                ScoreLink(n, f"{base}/{self.signer.score_token(request_id, n, now)}")
-                for n in SCORES
+                ScoreLink(n, f"{base}/{token}")
+                for n, token in zip(SCORES, self.signer.score_tokens(request_id, now), strict=True)
             ],
             "unsubscribe_url": f"{unsubscribe_base}/{unsubscribe_token}",
         }

@@ -11,6 +11,7 @@ ledger question, answered by ``surveysync.links``.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -59,13 +60,11 @@ class LinkClaim:
 class _KeyedOnce(Signer):
     """itsdangerous' ``Signer`` (the same tokens, byte for byte), except that the key is
     derived from the secret once, not for every token: an email has twelve links, a night
-    thousands of emails. Signing copies an HMAC already keyed, which skips hashing the key
-    into it again."""
+    thousands of emails."""
 
     def __init__(self, secret: str) -> None:
         super().__init__(secret, salt=LINK_SALT, digest_method=hashlib.sha256)
         self._key = super().derive_key()
-        self._keyed = hmac.new(self._key, digestmod=hashlib.sha256)
 
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
         if secret_key is None or want_bytes(secret_key) == self.secret_keys[-1]:
@@ -73,9 +72,13 @@ class _KeyedOnce(Signer):
         return super().derive_key(secret_key)
 
     def get_signature(self, value: str | bytes) -> bytes:
-        mac = self._keyed.copy()
-        mac.update(want_bytes(value))
-        return base64_encode(mac.digest())
+        return base64_encode(hmac.digest(self._key, want_bytes(value), "sha256"))
+
+    def sign_text(self, value: str) -> str:
+        """``sign(value)`` for ASCII text, without its bytes round trip (an email signs
+        twelve): ``<value>.<urlsafe base64 of the HMAC, unpadded>``."""
+        digest = hmac.digest(self._key, value.encode("ascii"), "sha256")  # OpenSSL one-shot
+        return f"{value}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode('ascii')}"
 
 
 class LinkSigner:
@@ -115,9 +118,16 @@ class LinkSigner:
         score = None if action == UNSUBSCRIBE else int(action)
         return LinkClaim(match["rid"], score, expires_at)
 
+    def score_tokens(self, request_id: str, now: datetime) -> list[str]:
+        """``score_token`` for every score, 0 to 10 (an email's eleven links)."""
+        expires = self._expiry(now)
+        return [self._signer.sign_text(f"{request_id}.{n}.{expires}") for n in SCORES]
+
     def _sign(self, request_id: str, action: str, now: datetime) -> str:
-        expires = int((now + self._valid_for).timestamp())
-        return self._signer.sign(f"{request_id}.{action}.{expires}").decode("ascii")
+        return self._signer.sign_text(f"{request_id}.{action}.{self._expiry(now)}")
+
+    def _expiry(self, now: datetime) -> int:
+        return int((now + self._valid_for).timestamp())
 
 
 def token_from(text: str) -> str:
