@@ -45,6 +45,7 @@ from surveysync.pos.sql.source import chunk_statement, mapped_subquery
 from surveysync.pos.sql.sqlserver import connection_string
 from surveysync.windows import day_start, slice_days
 from tests.conftest import TZ, Store, server_missing
+from tests.test_pos_timeouts import bounded as _bounded
 
 T = TypeVar("T")
 BOUND_S = 120  # the longest a test waits: far beyond every timeout it sets
@@ -105,26 +106,6 @@ def driver(request: pytest.FixtureRequest) -> str:
     if name not in pyodbc.drivers() and not wheel:
         server_missing(f"the ODBC driver {name!r}", pyodbc.drivers())
     return name
-
-
-def _bounded(call: Callable[[], T]) -> T:
-    """``call()``'s answer, failing the test if there is none within BOUND_S."""
-    answers: list[T] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            answers.append(call())
-        except BaseException as exc:  # handed to the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout=BOUND_S)
-    assert not thread.is_alive(), f"still waiting after {BOUND_S} s: a timeout is not applied"
-    if errors:
-        raise errors[0]
-    return answers[0]
 
 
 def _by_parts(port: int, driver: str, **more: Any) -> SqlPosSettings:

@@ -67,7 +67,7 @@ def silent_port() -> Iterator[int]:
         connection.close()
 
 
-def _bounded(call: Callable[[], T]) -> T:
+def bounded(call: Callable[[], T]) -> T:
     """``call()``'s answer, failing the test if there is none within BOUND_S."""
     answers: list[T] = []
     errors: list[BaseException] = []
@@ -97,16 +97,16 @@ def test_a_silent_server_fails_check_and_sync_on_the_connect_timeout(
     store.extra["pos"] = {"url": f'"{url}"', "connect_timeout": "1", "query_timeout": "3600"}
     where = f"127.0.0.1:{silent_port}"
 
-    checked: Result = _bounded(lambda: store.cli("check"))
+    checked: Result = bounded(lambda: store.cli("check"))
     assert checked.exit_code == 1, checked.output
     line = re.search(r"^pos\s+failed\s+(.*)$", checked.output, re.MULTILINE)
     assert line is not None, checked.output
     assert where in line[1] and "connect timeout" in line[1], line[1]
 
-    synced: Result = _bounded(lambda: store.cli("sync"))
+    synced: Result = bounded(lambda: store.cli("sync"))
     assert synced.exit_code == 1, synced.output
     with pytest.raises(SyncError) as caught:
-        _bounded(lambda: store.run(local(2026, 11, 21, 23)))
+        bounded(lambda: store.run(local(2026, 11, 21, 23)))
     assert caught.value.retryable and isinstance(caught.value.__cause__, PosUnavailable)
     assert where in str(caught.value) and "connect timeout" in str(caught.value)
     assert store.ledger_rows("SELECT status FROM runs") == [("failed",), ("failed",)]
@@ -135,7 +135,7 @@ def test_a_read_that_never_ends_fails_on_the_query_timeout(
     }
     store.first_run_start = "2026-11-20T00:00:00"
     with pytest.raises(SyncError) as caught:
-        _bounded(lambda: store.run(local(2026, 11, 21, 23)))
+        bounded(lambda: store.run(local(2026, 11, 21, 23)))
     assert caught.value.retryable, caught.value
     assert "127.0.0.1" in str(caught.value) and "query timeout" in str(caught.value)
 
@@ -151,7 +151,7 @@ def test_a_sqlite_pos_locked_by_a_writer_fails_after_the_connect_timeout(store: 
     try:
         writer.execute("BEGIN EXCLUSIVE")
         with pytest.raises(SyncError) as caught:
-            _bounded(lambda: store.run(local(2026, 11, 21, 23)))
+            bounded(lambda: store.run(local(2026, 11, 21, 23)))
     finally:
         writer.close()
     assert caught.value.retryable and "database is locked" in str(caught.value)
