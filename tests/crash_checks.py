@@ -184,6 +184,7 @@ class _ReferenceProvider:
     name = "reference"
     max_batch_size = 500
     honours_idempotency_key = True
+    renders_templates = False
 
     def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
         return [

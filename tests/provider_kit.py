@@ -116,6 +116,7 @@ class CrashAfterSend:
         self.name = real.name
         self.max_batch_size = real.max_batch_size
         self.honours_idempotency_key = real.honours_idempotency_key
+        self.renders_templates = real.renders_templates
 
     def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
         self.real.send(batch)

@@ -40,6 +40,7 @@ class ScriptedProvider:
     """An email service with scripted bad days: crashes, outages, refused addresses."""
 
     honours_idempotency_key: bool = False
+    renders_templates: bool = False
     crash_on_call: int | None = None
     unavailable: bool = False
     unavailable_from_call: int | None = None

@@ -230,6 +230,35 @@ def test_a_lost_answer_is_repeated_under_its_key_or_held_in_doubt(
     assert re.search(r"in_doubt\s.*c\*\*\*@example\.com", listed), listed
 
 
+def renders_templates(kind: str) -> bool:
+    provider = create(ProviderSettings(kind=ProviderKind(kind), **{kind: MINIMAL_SECTIONS[kind]}))
+    try:
+        return provider.renders_templates
+    finally:
+        provider.close()
+
+
+@over(HTTP)
+def test_a_provider_that_renders_its_templates_gets_their_data_and_none_of_our_body(
+    store: Store, service: HttpService
+) -> None:
+    """With email.provider_templates, a provider that renders its own templates is sent the
+    template and its data, and none of the text or HTML surveysync would write (so they are
+    not rendered for it); the webhook, whose receiver may use either, gets both."""
+    template_id = "4711" if service.kind == "brevo" else "nps-tpl"  # Brevo's are numbers
+    service.configure(store)
+    store.extra.setdefault("email", {})["provider_templates"] = f'{{ "*" = "{template_id}" }}'
+    customers(store, 2)
+    run(store, service.http, NIGHT)
+
+    assert statuses(store) == ["sent"] * 2
+    wire = b"".join(r.body for r in service.http.requests if r.method == "POST").decode()
+    assert template_id in wire and "/u/" in wire  # the template and its unsubscribe link
+    ours = "How likely are you to recommend"  # the built-in English body's question
+    assert (ours in wire) is not renders_templates(service.kind)
+    assert renders_templates(service.kind) is (service.kind != "webhook")
+
+
 @over(KEYED)
 def test_a_call_lost_then_the_provider_gone_stays_under_its_key(
     store: Store, service: HttpService

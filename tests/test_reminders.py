@@ -367,6 +367,7 @@ class CrashBeforeSend:
         self.name = real.name
         self.max_batch_size = real.max_batch_size
         self.honours_idempotency_key = real.honours_idempotency_key
+        self.renders_templates = real.renders_templates
 
     def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
         raise Crash
@@ -382,6 +383,7 @@ class NoKeys(OutboxProvider):
     """The outbox as a provider without idempotency keys (SMTP, SendGrid, Postmark...)."""
 
     honours_idempotency_key = False
+    renders_templates = False
 
 
 @pytest.mark.parametrize("crash", [CrashBeforeSend, CrashAfterSend])

@@ -324,6 +324,24 @@ def test_a_provider_template_gets_the_same_data_as_the_local_templates() -> None
     assert render(renderer(), language="ko").provider_template is None
 
 
+def test_for_a_provider_that_renders_its_templates_only_the_subject_is_rendered_here() -> None:
+    """A provider that renders its own templates sends their data, never our text or HTML:
+    those are not rendered for it. A locale without a provider template, or a provider
+    that wants both (the webhook), still gets the whole email."""
+    settings = EmailSettings(provider_templates={"nl": "d-nl"})
+    store = StoreSettings(name="Test Cycles", default_locale="nl")
+    remote = Renderer(store, settings, remote_bodies=True)
+    dutch, english = render(remote, language="nl"), render(remote, language="en")
+    local = render(Renderer(store, settings), language="nl")
+
+    assert (dutch.text, dutch.html) == ("", "")
+    assert dutch.subject == local.subject != ""
+    assert dutch.provider_template == local.provider_template
+    assert dutch.provider_template is not None
+    assert english.provider_template is None and QUESTION["en"] in english.text
+    assert QUESTION["nl"] in local.text and QUESTION["nl"] in local.html
+
+
 # --- the message on the wire -----------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ class KeyedProvider:
     name: str = "keyed"
     max_batch_size: int = 10
     honours_idempotency_key: bool = True
+    renders_templates: bool = False
 
     def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
         self.calls.append(

@@ -218,6 +218,7 @@ class StoppingProvider:
     name = "stopping"
     max_batch_size = 2
     honours_idempotency_key = False
+    renders_templates = False
 
     def __init__(self, stop_on_call: int | None) -> None:
         self.stop_on_call = stop_on_call

@@ -133,6 +133,9 @@ class Provider(Protocol):
     name: str
     max_batch_size: int
     honours_idempotency_key: bool
+    # Given a message's provider template, sends the template id and its data and none of
+    # the locally rendered text or HTML: the sync then does not render those.
+    renders_templates: bool
 
     def send(self, batch: Sequence[OutgoingEmail]) -> list[SendResult]:
         """One result per request, in any order; raise ProviderError for the batch as a whole."""

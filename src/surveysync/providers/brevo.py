@@ -88,6 +88,7 @@ def utc_today() -> date:
 class BrevoProvider(HttpProvider):
     name = "brevo"
     honours_idempotency_key = False  # see the module docstring
+    renders_templates = True  # a provider template's call carries its data, no body
 
     @classmethod
     def from_settings(cls, settings: ProviderSettings) -> Self:

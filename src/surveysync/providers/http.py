@@ -221,6 +221,7 @@ class HttpProvider(ABC):
     name: str
     max_batch_size: int
     honours_idempotency_key: bool
+    renders_templates: bool = False
     # Told the new keys of a refused batch's messages before they go out alone (the sync
     # records them; see ``SplitsRefusedBatches``).
     on_split: Callable[[Sequence[tuple[str, str]]], None] | None = None

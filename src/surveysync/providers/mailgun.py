@@ -67,6 +67,7 @@ class MailgunProvider(HttpProvider):
     name = "mailgun"
     max_batch_size = 1  # see the module docstring
     honours_idempotency_key = False
+    renders_templates = True  # a provider template's call carries its data, no body
 
     @classmethod
     def from_settings(cls, settings: ProviderSettings) -> Self:

@@ -32,6 +32,7 @@ _calls = itertools.count()
 class OutboxProvider:
     name = "outbox"
     honours_idempotency_key = True
+    renders_templates = False
 
     @classmethod
     def from_settings(cls, settings: ProviderSettings) -> Self:

@@ -66,6 +66,7 @@ SERVER_CODES = frozenset({10, 400, 401, 405, 412, 413, 1101})
 class PostmarkProvider(HttpProvider):
     name = "postmark"
     honours_idempotency_key = False
+    renders_templates = True  # a provider template's call carries its data, no body
 
     @classmethod
     def from_settings(cls, settings: ProviderSettings) -> Self:

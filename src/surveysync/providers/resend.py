@@ -71,6 +71,7 @@ _TAG_LIMIT = 256
 class ResendProvider(HttpProvider):
     name = "resend"
     honours_idempotency_key = True
+    renders_templates = True  # a provider template's call carries its data, no body
 
     @classmethod
     def from_settings(cls, settings: ProviderSettings) -> Self:

@@ -73,6 +73,7 @@ PAGE_SIZE = 500
 class SendGridProvider(HttpProvider):
     name = "sendgrid"
     honours_idempotency_key = False
+    renders_templates = True  # a provider template's call carries its data, no body
 
     @classmethod
     def from_settings(cls, settings: ProviderSettings) -> Self:

@@ -116,6 +116,7 @@ class SmtpProvider:
     name = "smtp"
     # SMTP has no idempotency key: a message handed over twice is delivered twice.
     honours_idempotency_key = False
+    renders_templates = False
 
     @classmethod
     def from_settings(cls, settings: ProviderSettings) -> Self:

@@ -31,9 +31,16 @@ PREVIEW_REQUEST_ID = "0" * 32
 
 
 class Renderer:
-    def __init__(self, store: StoreSettings, email: EmailSettings) -> None:
+    """``remote_bodies``: the provider renders its templates itself (``renders_templates``),
+    so a message with a provider template gets its subject here but no text or HTML: those
+    would be rendered, signed and thrown away."""
+
+    def __init__(
+        self, store: StoreSettings, email: EmailSettings, *, remote_bodies: bool = False
+    ) -> None:
         self._store = store
         self._email = email
+        self._remote_bodies = remote_bodies
         self.templates = TemplateSet(email.templates_dir)
         self.signer = LinkSigner(
             email.link_secret.get_secret_value(), timedelta(days=email.link_valid_days)
@@ -64,6 +71,8 @@ class Renderer:
         locale = self.locale_for(payload.get("language"))
         unsubscribe_token = self.signer.unsubscribe_token(request_id, now)
         context = self._context(request_id, payload, now, unsubscribe_token)
+        template = self._provider_template(locale, context)
+        text, html = ("", "") if template and self._remote_bodies else self._bodies(locale, context)
         return SurveyEmail(
             request_id=request_id,
             sender=self._sender,
@@ -71,15 +80,20 @@ class Renderer:
             recipient=recipient(accepted) if accepted else deliverable(email),
             recipient_name=display_name(_full_name(payload)),
             subject=clean_text(self.templates.render(locale, SUBJECT, context), _SUBJECT_LIMIT),
-            text=self.templates.render(locale, TEXT, context),
-            html=self.templates.render(locale, HTML, context),
+            text=text,
+            html=html,
             locale=locale,
             date=now,
             unsubscribe_url=context["unsubscribe_url"],
             unsubscribe_mailto=(
                 f"mailto:{self._email.unsubscribe_mailto}?subject=unsubscribe-{unsubscribe_token}"
             ),
-            provider_template=self._provider_template(locale, context),
+            provider_template=template,
+        )
+
+    def _bodies(self, locale: str, context: dict[str, Any]) -> tuple[str, str]:
+        return self.templates.render(locale, TEXT, context), self.templates.render(
+            locale, HTML, context
         )
 
     def preview(self, locale: str | None, email: str, now: datetime) -> SurveyEmail:

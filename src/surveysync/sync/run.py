@@ -96,7 +96,7 @@ def _context(
     now = request.now.astimezone(tz)
     start, end = _window(settings, request, ledger, now)
     report = RunReport("", request.kind, request.dry_run, start, end)
-    renderer = Renderer(settings.store, settings.email)
+    renderer = Renderer(settings.store, settings.email, remote_bodies=provider.renders_templates)
     return RunContext(
         settings,
         request,
@@ -177,6 +177,7 @@ class DryRunProvider:
     name = "dry-run"
     max_batch_size = 1_000
     honours_idempotency_key = True
+    renders_templates = False
 
     def send(self, batch: Sequence[OutgoingEmail]) -> list[provider_registry.SendResult]:
         return [provider_registry.SendResult(e.request_id, RequestStatus.SENT) for e in batch]
