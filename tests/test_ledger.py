@@ -410,16 +410,21 @@ def test_the_newest_revision_by_file_number_is_alembics_head() -> None:
     assert migrate.head_revision() == migrate.alembic_head()
 
 
-def test_a_reader_opens_a_current_ledger_without_alembic(store: Store) -> None:
-    """`status` on a ledger at the newest schema does not load Alembic (a third of its
-    start) and reads the revision instead of taking the write lock."""
+def test_status_on_a_current_ledger_loads_neither_alembic_nor_the_sending_stages(
+    store: Store,
+) -> None:
+    """`surveysync status` on a ledger at the newest schema does not load Alembic (a third
+    of its start), reads the revision instead of taking the write lock, and loads none of
+    what only sending needs: templates, HTTP, the scheduler, the email validator."""
     store.run(local(2026, 11, 20, 23))
+    store.write_config()
     program = (
-        "import sys; from surveysync.ledger import Ledger; "
-        f"Ledger.open({store.ledger_url!r}, 'test', existing=True).close(); "
-        "print('alembic' in sys.modules)"
+        "import sys; from surveysync.cli import main; "
+        f"code = main(['--config', {str(store.config_path)!r}, 'status'], standalone_mode=False); "
+        "heavy = {'alembic', 'jinja2', 'httpx', 'apscheduler', 'email_validator'}; "
+        "print(code, sorted({m.split('.')[0] for m in sys.modules} & heavy))"
     )
     found = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=120
     )
-    assert found.stdout.strip() == "False"
+    assert found.stdout.strip().splitlines()[-1] == "None []", found.stdout

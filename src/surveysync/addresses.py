@@ -19,9 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-
-import email_validator
-from email_validator import EmailNotValidError, validate_email
+from functools import cache
 
 # Parts of a header that a mail parser reads as something else than the text itself.
 _ENCODED_WORD_MARKS = ("=?", "?=")
@@ -68,6 +66,10 @@ def accept_parsed(raw: str) -> AcceptedAddress:
     text = unicodedata.normalize("NFC", raw)
     if any(mark in text for mark in _ENCODED_WORD_MARKS):
         raise InvalidAddress("the address holds an RFC 2047 encoded word (=?…?=)")
+    # Imported here: its regular expressions take 25 ms to compile, which every command
+    # would pay at start-up, and most never check an address this way.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         valid = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
@@ -91,9 +93,16 @@ def accept_plain(raw: str) -> AcceptedAddress | None:
     if match is None or len(match[1]) > _LOCAL_PART_OCTETS or "--" in match[2]:
         return None
     domain = match[2].lower()
-    if domain.rsplit(".", 1)[1] in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+    if domain.rsplit(".", 1)[1] in _special_use_domains():
         return None
     return AcceptedAddress(match[1], domain, raw.lower())
+
+
+@cache
+def _special_use_domains() -> frozenset[str]:
+    import email_validator
+
+    return frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
 
 
 def _is_control_or_space(char: str) -> bool:
