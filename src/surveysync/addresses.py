@@ -20,6 +20,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from email_validator import ValidatedEmail
 
 # Parts of a header that a mail parser reads as something else than the text itself.
 _ENCODED_WORD_MARKS = ("=?", "?=")
@@ -66,9 +70,7 @@ def accept_parsed(raw: str) -> AcceptedAddress:
     text = unicodedata.normalize("NFC", raw)
     if any(mark in text for mark in _ENCODED_WORD_MARKS):
         raise InvalidAddress("the address holds an RFC 2047 encoded word (=?…?=)")
-    # Imported here: its regular expressions take 25 ms to compile, which every command
-    # would pay at start-up, and most never check an address this way.
-    from email_validator import EmailNotValidError, validate_email
+    from email_validator import EmailNotValidError  # see validate_email
 
     try:
         valid = validate_email(text, check_deliverability=False)
@@ -96,6 +98,15 @@ def accept_plain(raw: str) -> AcceptedAddress | None:
     if domain.rsplit(".", 1)[1] in _special_use_domains():
         return None
     return AcceptedAddress(match[1], domain, raw.lower())
+
+
+def validate_email(text: str, **options: Any) -> ValidatedEmail:
+    """email-validator's full parse. Imported on first use: its regular expressions take
+    25 ms to compile, which every command would pay at start-up, and most never parse an
+    address this way."""
+    from email_validator import validate_email as parse
+
+    return parse(text, **options)
 
 
 @cache
