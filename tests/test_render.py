@@ -11,9 +11,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header
 from pathlib import Path
+from typing import Any
 
 import pytest
 from itsdangerous import Signer
+from jinja2 import Template
 from structlog.testing import capture_logs
 
 from surveysync.config import EmailSettings, StoreSettings
@@ -248,7 +250,8 @@ def test_a_broken_operator_template_is_reported_and_the_built_in_one_used(
     tmp_path: Path, name: str, text: str, expected: str
 ) -> None:
     """A syntax error, a typo'd variable or a missing link is a problem naming the file; the
-    email still goes out, in the built-in wording, with every link."""
+    email still goes out, in the built-in wording, with every link. The next night's
+    renderer in the same process (checks are kept, not redone) reports it again."""
     write(tmp_path, name, text)
     with capture_logs() as logs:
         r = renderer(tmp_path)
@@ -259,6 +262,11 @@ def test_a_broken_operator_template_is_reported_and_the_built_in_one_used(
     assert len(score_links(message)["text"]) == 11
     assert message.unsubscribe_url in message.text
     assert any(e["event"] == "render.template_broken" for e in logs)
+    with capture_logs() as next_night:
+        again = renderer(tmp_path)
+    assert again.templates.problems == r.templates.problems
+    broken = [e for e in next_night if e["event"] == "render.template_broken"]
+    assert len(broken) == len(r.templates.problems)
 
 
 def test_a_broken_layout_is_named_as_the_broken_file(tmp_path: Path) -> None:
@@ -282,6 +290,31 @@ def test_an_edited_custom_template_is_used_by_the_next_renderer(tmp_path: Path) 
     path.write_text("Hoi {{ first_name }}, versie B", encoding="utf-8")
     os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     assert render(renderer(tmp_path), language="nl").subject == "Hoi Mira, versie B"
+
+
+def test_the_next_nights_renderer_does_not_check_the_same_templates_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every template is checked by rendering it with sample data, once per process and per
+    content: the next night's renderer checks nothing again, unless the operator's folder
+    has changed since."""
+    renders: list[str] = []
+    original = Template.render
+
+    def counted(self: Template, *args: Any, **kwargs: Any) -> str:
+        renders.append(str(self.name))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Template, "render", counted)
+    write(tmp_path, "nl/subject.txt", "Hoi {{ first_name }}, versie A")
+    renderer(tmp_path)
+    renders.clear()
+    renderer(tmp_path)
+    renderer()
+    assert renders == []
+    write(tmp_path, "nl/subject.txt", "Hoi {{ first_name }}, versie B")
+    renderer(tmp_path)
+    assert "nl/subject.txt" in renders
 
 
 def test_a_custom_template_failing_on_one_customer_falls_back_for_that_email(

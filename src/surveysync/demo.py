@@ -166,18 +166,24 @@ class PosWriter:
         include: bool = True,
         unsubscribed: bool = False,
     ) -> None:
+        self.customers(
+            [
+                {
+                    "id": customer_id,
+                    "first_name": first_name,
+                    "last_name": last_name,
+                    "email": email,
+                    "language": language,
+                    "include_in_communications": include,
+                    "unsubscribed": unsubscribed,
+                }
+            ]
+        )
+
+    def customers(self, rows: list[dict[str, Any]]) -> None:
+        """Many customers in one transaction (one commit, so one wait for the disk)."""
         with self.engine.begin() as conn:
-            conn.execute(
-                insert(customers_table).values(
-                    id=customer_id,
-                    first_name=first_name,
-                    last_name=last_name,
-                    email=email,
-                    language=language,
-                    include_in_communications=include,
-                    unsubscribed=unsubscribed,
-                )
-            )
+            conn.execute(insert(customers_table), rows)
 
     def sale(
         self,
@@ -260,9 +266,8 @@ def _spoil_totals(writer: PosWriter, since: datetime) -> None:
 
 
 def _demo_customers(writer: PosWriter, rng: random.Random, count: int) -> list[str]:
-    ids: list[str] = []
+    rows: list[dict[str, Any]] = []
     for number in range(1, count + 1):
-        customer_id = f"C{number:04d}"
         first, last, language, local = _PEOPLE[number % len(_PEOPLE)]
         email: str | None = f"{local}{number}@example.com"
         roll = rng.random()
@@ -270,17 +275,19 @@ def _demo_customers(writer: PosWriter, rng: random.Random, count: int) -> list[s
             email = None
         elif roll < 0.07:
             email = rng.choice(_INVALID_EMAILS)
-        writer.customer(
-            customer_id,
-            first if rng.random() > 0.03 else None,
-            last,
-            email,
-            language=language,
-            include=rng.random() > 0.06,
-            unsubscribed=rng.random() < 0.04,
+        rows.append(
+            {
+                "id": f"C{number:04d}",
+                "first_name": first if rng.random() > 0.03 else None,
+                "last_name": last,
+                "email": email,
+                "language": language,
+                "include_in_communications": rng.random() > 0.06,
+                "unsubscribed": rng.random() < 0.04,
+            }
         )
-        ids.append(customer_id)
-    return ids
+    writer.customers(rows)
+    return [row["id"] for row in rows]
 
 
 def _demo_sale(

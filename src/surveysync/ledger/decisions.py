@@ -34,6 +34,7 @@ class DecisionRow:
 
 
 _ANALYSE_FROM = 5_000  # decision rows written by this process before PostgreSQL's first
+SYNC_TABLES = ("decisions", "requests", "cooldowns")  # what a sync fills, a row per sale or ask
 
 
 class Decisions:
@@ -60,16 +61,18 @@ class Decisions:
         return found
 
     def _keep_statistics(self) -> None:
-        """On PostgreSQL, ANALYZE the decisions each time this process has doubled what it
-        wrote. A long first run fills the table faster than autovacuum's next look: without
-        statistics the planner takes it for a few rows and answers ``final`` by scanning the
-        store's every decision through another index, so each chunk cost more than the last
-        (seen: a 100k-sale run 7 times as long as on SQLite). SQLite plans by its indexes."""
+        """On PostgreSQL, ANALYZE the tables a sync fills each time this process has doubled
+        the decisions it wrote. A long first run fills them faster than autovacuum's next
+        look, and a plan made while they were small is kept: psycopg prepares a statement run
+        five times, and PostgreSQL keeps its generic plan until the tables' statistics change.
+        Seen on a 100k-sale run: ``final`` scanning the store's every decision through another
+        index (7 times SQLite's time), and the cooldown lookup scanning all of ``cooldowns``
+        and ``requests`` for each chunk of 500 (up to 7 times). SQLite plans by its indexes."""
         if self._written < self._analyse_at or self._db.engine.dialect.name != "postgresql":
             return
         self._analyse_at = 2 * self._written
         with self._db.transaction() as conn:
-            conn.exec_driver_sql("ANALYZE decisions")
+            conn.exec_driver_sql(f"ANALYZE {', '.join(SYNC_TABLES)}")
 
     def record(self, run_id: str, rows: Sequence[DecisionRow], now: datetime) -> None:
         if rows:

@@ -23,6 +23,7 @@ from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import structlog
 from jinja2 import (
@@ -89,7 +90,7 @@ def _require_survey_links(output: str, context: Mapping[str, Any]) -> None:
         raise MissingLinks("the unsubscribe link is missing")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # one object per family: hashed by identity
 class TemplateFamily:
     """One kind of customer email's templates: the folder its locales live in (``""``: the
     survey's own ``<locale>/``), the sample data each is checked with, and the check that a
@@ -198,14 +199,9 @@ class TemplateSet:
         return own if own in self._builtin.list_templates() else name
 
     def _checked(self, env: Environment, path: str) -> Template | None:
-        try:
-            template = env.get_template(path)
-            for context in self.family.samples:
-                self._require(path, template.render(context), context)
-        except Exception as exc:
-            if not self._blames_a_broken_layout(env, path):
-                self.problems.append(TemplateProblem(path, _where(exc, path), _describe(exc)))
-            return None
+        template, problem = _check(env, self.family, path)
+        if problem is not None and not self._blames_a_broken_layout(env, path):
+            self.problems.append(problem)
         return template
 
     def _blames_a_broken_layout(self, env: Environment, path: str) -> bool:
@@ -217,10 +213,38 @@ class TemplateSet:
         return env is self._custom and not own_body and broken
 
     def _require(self, path: str, output: str, context: Mapping[str, Any]) -> None:
-        if not path.endswith(SUBJECT):
-            self.family.require_links(output, context)
-        elif not output.strip():
-            raise MissingLinks("the subject is empty")
+        _require(self.family, path, output, context)
+
+
+Checked = tuple[Template | None, TemplateProblem | None]
+# What checking each template found, per environment (so per content of an operator's folder:
+# see below) and family: the same template with the same samples always gives the same
+# answer, and each nightly run would otherwise render every template three times again.
+_CHECKS: WeakKeyDictionary[Environment, dict[tuple[TemplateFamily, str], Checked]] = (
+    WeakKeyDictionary()
+)
+
+
+def _check(env: Environment, family: TemplateFamily, path: str) -> Checked:
+    """The template at ``path``, rendered with each of the family's samples, or the problem
+    that stops it."""
+    found = _CHECKS.setdefault(env, {})
+    if (family, path) not in found:
+        try:
+            template = env.get_template(path)
+            for context in family.samples:
+                _require(family, path, template.render(context), context)
+            found[family, path] = (template, None)
+        except Exception as exc:
+            found[family, path] = (None, TemplateProblem(path, _where(exc, path), _describe(exc)))
+    return found[family, path]
+
+
+def _require(family: TemplateFamily, path: str, output: str, context: Mapping[str, Any]) -> None:
+    if not path.endswith(SUBJECT):
+        family.require_links(output, context)
+    elif not output.strip():
+        raise MissingLinks("the subject is empty")
 
 
 # Environments are shared by every TemplateSet of the process, so that a template is compiled
