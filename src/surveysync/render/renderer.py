@@ -92,9 +92,8 @@ class Renderer:
         )
 
     def _bodies(self, locale: str, context: dict[str, Any]) -> tuple[str, str]:
-        return self.templates.render(locale, TEXT, context), self.templates.render(
-            locale, HTML, context
-        )
+        text = self.templates.render(locale, TEXT, context)
+        return text, self.templates.render(locale, HTML, context)
 
     def preview(self, locale: str | None, email: str, now: datetime) -> SurveyEmail:
         """A sample email for this store, as a customer speaking ``locale`` would get it."""

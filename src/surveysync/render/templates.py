@@ -186,7 +186,7 @@ class TemplateSet:
             try:
                 layout = self._custom.get_template(name)
                 for context in self.family.samples:
-                    self._require(name, layout.render(context), context)
+                    _require(self.family, name, layout.render(context), context)
             except Exception as exc:
                 self.problems.append(TemplateProblem(name, _where(exc, name), _describe(exc)))
                 broken.add(name)
@@ -211,9 +211,6 @@ class TemplateSet:
         kind = ".html" if path.endswith(".html") else ".txt"
         broken = any(name.endswith(kind) for name in self._broken_layouts)
         return env is self._custom and not own_body and broken
-
-    def _require(self, path: str, output: str, context: Mapping[str, Any]) -> None:
-        _require(self.family, path, output, context)
 
 
 Checked = tuple[Template | None, TemplateProblem | None]
